@@ -1,0 +1,64 @@
+"""Connecting to PostgreSQL, and turning driver errors into the service's own exceptions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, exc
+
+from shared.errors import DatabaseUnavailable
+
+__all__ = ["DEFAULT_CONNECT_TIMEOUT_SECONDS", "create_database_engine", "sqlalchemy_url", "translate_errors"]
+
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 5
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """DATABASE_URL (``postgresql://...``) as SQLAlchemy wants it (``postgresql+psycopg2://...``)."""
+    for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg2://" + database_url[len(prefix) :]
+    return database_url
+
+
+def create_database_engine(
+    database_url: str,
+    application_name: str,
+    pool_size: int = 5,
+    statement_timeout_ms: int = 30_000,
+) -> Engine:
+    """An engine whose sessions speak UTC and give up on a statement after ``statement_timeout_ms``."""
+    return create_engine(
+        sqlalchemy_url(database_url),
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        pool_recycle=1800,
+        connect_args={
+            "application_name": application_name,
+            "connect_timeout": DEFAULT_CONNECT_TIMEOUT_SECONDS,
+            "options": f"-c timezone=UTC -c statement_timeout={statement_timeout_ms}",
+        },
+    )
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise lost connections and refused connects as DatabaseUnavailable."""
+    try:
+        yield
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        raise DatabaseUnavailable(f"database unavailable: {_first_line(error)}") from error
+    except exc.DBAPIError as error:
+        if error.connection_invalidated:
+            raise DatabaseUnavailable(f"database connection lost: {_first_line(error)}") from error
+        raise
+    except exc.TimeoutError as error:
+        raise DatabaseUnavailable("no database connection free in time") from error
+
+
+def _first_line(error: BaseException) -> str:
+    orig = getattr(error, "orig", None) or error
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

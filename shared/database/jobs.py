@@ -1,0 +1,184 @@
+"""What the API does to jobs: submit, get, list, count, cancel, retry. Every call is one short transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from shared.database.engine import translate_errors
+from shared.database.queries import query
+from shared.errors import FailedPrecondition, IdempotencyConflict, JobNotFound
+from shared.jobs import Job, JobStatus, NewJob, SubmitResult
+
+__all__ = ["JobCounts", "JobStore", "RecentFailure"]
+
+RECENT_FAILURES_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class RecentFailure:
+    job_id: int
+    type: str
+    error: str
+    attempts: int
+    failed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class JobCounts:
+    """Jobs per status and per type, and what GetStats derives from them."""
+
+    by_status: dict[JobStatus, int]
+    by_type: dict[str, int]
+    avg_attempts_for_failed_jobs: float
+    recent_failures: list[RecentFailure]
+
+
+class JobStore:
+    """The API's access to the jobs table."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def submit_jobs(self, jobs: Sequence[tuple[NewJob, str]]) -> list[SubmitResult]:
+        """Insert validated jobs (each with its payload encoded as JSON) in one transaction.
+
+        A job whose idempotency key already names a job with the same type and payload gives
+        that job back (created=False); with another type or payload, IdempotencyConflict.
+        Keys repeated inside the batch behave as if submitted one after the other.
+        """
+        params = {
+            "types": [job.type for job, _ in jobs],
+            "priorities": [job.priority for job, _ in jobs],
+            "payloads": [encoded for _, encoded in jobs],
+            "idempotency_keys": [job.idempotency_key for job, _ in jobs],
+            "scheduled_ats": [job.scheduled_at for job, _ in jobs],
+            "max_attempts": [job.max_attempts for job, _ in jobs],
+            "timeouts": [job.timeout_seconds for job, _ in jobs],
+            "traceparents": [job.traceparent for job, _ in jobs],
+        }
+        with translate_errors(), self.engine.begin() as conn:
+            inserted = [Job.from_row(row._mapping) for row in conn.execute(query("submit_jobs"), params)]
+            results = self._match_submissions(conn, jobs, inserted)
+            if any(r.created and r.job.status is JobStatus.READY for r in results):
+                conn.execute(query("notify_jobs_ready"))
+        return results
+
+    def _match_submissions(
+        self, conn: Connection, jobs: Sequence[tuple[NewJob, str]], inserted: list[Job]
+    ) -> list[SubmitResult]:
+        # Rows come back in insert order, which is request order minus the skipped keys.
+        inserted.sort(key=lambda job: job.job_id)
+        fresh = iter(inserted)
+        created_keys = {job.idempotency_key for job in inserted if job.idempotency_key is not None}
+        missing_keys = [
+            job.idempotency_key
+            for job, _ in jobs
+            if job.idempotency_key is not None and job.idempotency_key not in created_keys
+        ]
+        existing: dict[str, Job] = {}
+        if missing_keys:
+            rows = conn.execute(query("select_jobs_by_idempotency_keys"), {"keys": missing_keys})
+            existing = {row.idempotency_key: Job.from_row(row._mapping) for row in rows}
+        results: list[SubmitResult] = []
+        claimed: set[str] = set()
+        for new_job, encoded in jobs:
+            key = new_job.idempotency_key
+            if key is not None and (key in claimed or key in existing):
+                original = existing.get(key) or next(r.job for r in results if r.job.idempotency_key == key)
+                if original.type != new_job.type or original.payload != json.loads(encoded):
+                    raise IdempotencyConflict(key, original.job_id)
+                results.append(SubmitResult(original, created=False))
+                continue
+            if key is not None and key not in created_keys:
+                # The job that owned the key was deleted between our insert and our read; the caller
+                # may simply retry.
+                raise IdempotencyConflict(key, 0)
+            results.append(SubmitResult(next(fresh), created=True))
+            if key is not None:
+                claimed.add(key)
+        return results
+
+    def get_job(self, job_id: int) -> Job:
+        with translate_errors(), self.engine.connect() as conn:
+            row = conn.execute(query("get_job"), {"job_id": job_id}).first()
+        if row is None:
+            raise JobNotFound(job_id)
+        return Job.from_row(row._mapping)
+
+    def get_jobs(self, job_ids: Sequence[int]) -> dict[int, Job]:
+        """The jobs among ``job_ids`` that exist, by id."""
+        with translate_errors(), self.engine.connect() as conn:
+            rows = conn.execute(query("get_jobs"), {"job_ids": list(job_ids)})
+            return {row.job_id: Job.from_row(row._mapping) for row in rows}
+
+    def list_jobs(
+        self,
+        status: JobStatus | None,
+        job_type: str | None,
+        before_job_id: int | None,
+        limit: int,
+    ) -> list[Job]:
+        """Up to ``limit`` jobs newest first, with ids below ``before_job_id`` when given."""
+        params: dict[str, Any] = {
+            "status": status.value if status else None,
+            "type": job_type,
+            "before_job_id": before_job_id,
+            "limit": limit,
+        }
+        with translate_errors(), self.engine.connect() as conn:
+            return [Job.from_row(row._mapping) for row in conn.execute(query("list_jobs"), params)]
+
+    def count_jobs(self) -> JobCounts:
+        """Counts by status and type without scanning the jobs table."""
+        by_status = dict.fromkeys(JobStatus, 0)
+        by_type: dict[str, int] = {}
+        failed_jobs = failed_attempts = 0
+        with translate_errors(), self.engine.connect() as conn:
+            for row in conn.execute(query("count_jobs")):
+                status = JobStatus(row.status)
+                by_status[status] += row.jobs
+                by_type[row.type] = by_type.get(row.type, 0) + row.jobs
+                if status is JobStatus.FAILED:
+                    failed_jobs += row.jobs
+                    failed_attempts += row.attempts
+            failures = [
+                RecentFailure(row.job_id, row.type, row.error_message or "", row.attempts, row.finished_at)
+                for row in conn.execute(query("list_recent_failures"), {"limit": RECENT_FAILURES_LIMIT})
+            ]
+        return JobCounts(
+            by_status=by_status,
+            by_type={t: n for t, n in sorted(by_type.items()) if n},
+            avg_attempts_for_failed_jobs=failed_attempts / failed_jobs if failed_jobs else 0.0,
+            recent_failures=failures,
+        )
+
+    def cancel_job(self, job_id: int) -> Job:
+        """Cancel a waiting job at once, or ask the executor running it to stop."""
+        with translate_errors(), self.engine.begin() as conn:
+            row = conn.execute(query("cancel_job"), {"job_id": job_id}).first()
+            if row is not None:
+                return Job.from_row(row._mapping)
+            current = conn.execute(query("get_job"), {"job_id": job_id}).first()
+        if current is None:
+            raise JobNotFound(job_id)
+        raise FailedPrecondition(f"job {job_id} is {current.status} and can no longer be cancelled")
+
+    def retry_job(self, job_id: int) -> Job:
+        """Re-queue a FAILED or CANCELLED job as a fresh READY job."""
+        with translate_errors(), self.engine.begin() as conn:
+            row = conn.execute(query("retry_job"), {"job_id": job_id}).first()
+            if row is not None:
+                conn.execute(query("notify_jobs_ready"))
+                return Job.from_row(row._mapping)
+            current = conn.execute(query("get_job"), {"job_id": job_id}).first()
+        if current is None:
+            raise JobNotFound(job_id)
+        raise FailedPrecondition(
+            f"job {job_id} is {current.status}; only FAILED or CANCELLED jobs can be retried"
+        )

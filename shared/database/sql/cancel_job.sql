@@ -1,0 +1,10 @@
+-- cancel_job: PENDING or READY become CANCELLED at once; PROCESSING gets cancel_requested, and the
+-- executor holding the lease stops the handler and writes CANCELLED.
+UPDATE jobs
+SET status = CASE WHEN status = 'PROCESSING' THEN status ELSE 'CANCELLED' END,
+    cancel_requested = (status = 'PROCESSING'),
+    finished_at = CASE WHEN status = 'PROCESSING' THEN NULL ELSE now() END,
+    error_message = CASE WHEN status = 'PROCESSING' THEN error_message ELSE 'cancelled by request' END,
+    updated_at = now()
+WHERE job_id = :job_id AND status IN ('PENDING', 'READY', 'PROCESSING')
+RETURNING *

@@ -1,0 +1,8 @@
+-- list_jobs: newest first, keyset-paginated on job_id. Bind values are inlined by the driver, so
+-- the planner sees the NULL tests as constants and picks the (status|type, job_id DESC) index.
+SELECT * FROM jobs
+WHERE (CAST(:status AS job_status) IS NULL OR status = CAST(:status AS job_status))
+  AND (CAST(:type AS text) IS NULL OR type = :type)
+  AND (CAST(:before_job_id AS bigint) IS NULL OR job_id < :before_job_id)
+ORDER BY job_id DESC
+LIMIT :limit

@@ -1,0 +1,30 @@
+-- submit_jobs: one multi-row insert for a whole batch. A job whose idempotency key is taken is
+-- skipped here (ON CONFLICT DO NOTHING waits for a concurrent insert of the same key to commit);
+-- the caller then reads the existing job with select_jobs_by_idempotency_keys.
+INSERT INTO jobs (type, status, priority, payload, idempotency_key, scheduled_at, run_at,
+                  max_attempts, timeout_seconds, traceparent)
+SELECT t.type,
+       CASE WHEN t.scheduled_at > now() THEN 'PENDING' ELSE 'READY' END::job_status,
+       t.priority,
+       t.payload::jsonb,
+       t.idempotency_key,
+       t.scheduled_at,
+       CASE WHEN t.scheduled_at > now() THEN t.scheduled_at ELSE now() END,
+       t.max_attempts,
+       t.timeout_seconds,
+       t.traceparent
+FROM unnest(
+        CAST(:types AS text[]),
+        CAST(:priorities AS smallint[]),
+        CAST(:payloads AS text[]),
+        CAST(:idempotency_keys AS text[]),
+        CAST(:scheduled_ats AS timestamptz[]),
+        CAST(:max_attempts AS integer[]),
+        CAST(:timeouts AS integer[]),
+        CAST(:traceparents AS text[])
+     ) WITH ORDINALITY
+     AS t(type, priority, payload, idempotency_key, scheduled_at, max_attempts, timeout_seconds,
+          traceparent, ordinal)
+ORDER BY t.ordinal
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *

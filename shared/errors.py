@@ -1,0 +1,79 @@
+"""The service's one exception tree. Domain code raises these; only the API maps them to
+gRPC and HTTP codes (services/api/errors.py holds that one table).
+
+    JobServiceError
+    ├── InvalidArgument          a request field is wrong; names the field
+    ├── JobNotFound              no job with that id
+    ├── IdempotencyConflict      the key is taken by a job with another type or payload
+    ├── FailedPrecondition       the job is not in a state that allows the operation
+    ├── DatabaseUnavailable      PostgreSQL cannot be reached right now; retry later
+    └── SchemaOutOfDate          the database schema is behind the code; run `make migrate`
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DatabaseUnavailable",
+    "FailedPrecondition",
+    "IdempotencyConflict",
+    "InvalidArgument",
+    "JobNotFound",
+    "JobServiceError",
+    "SchemaOutOfDate",
+]
+
+
+class JobServiceError(Exception):
+    """Base class of every error the service raises on purpose."""
+
+    reason = "JOB_SERVICE_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(JobServiceError):
+    """A request field has a bad value; ``field`` names it (dotted path, e.g. ``jobs[3].priority``)."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.description = message
+
+    def within(self, prefix: str) -> InvalidArgument:
+        """The same error for a field nested under ``prefix``."""
+        return InvalidArgument(f"{prefix}.{self.field}", self.description)
+
+
+class JobNotFound(JobServiceError):
+    reason = "JOB_NOT_FOUND"
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} not found")
+        self.job_id = job_id
+
+
+class IdempotencyConflict(JobServiceError):
+    reason = "IDEMPOTENCY_KEY_REUSED"
+
+    def __init__(self, key: str, job_id: int) -> None:
+        super().__init__(
+            f"idempotency_key {key!r} already belongs to job {job_id} with a different type or payload"
+        )
+        self.key = key
+        self.job_id = job_id
+
+
+class FailedPrecondition(JobServiceError):
+    reason = "FAILED_PRECONDITION"
+
+
+class DatabaseUnavailable(JobServiceError):
+    reason = "DATABASE_UNAVAILABLE"
+
+
+class SchemaOutOfDate(JobServiceError):
+    reason = "SCHEMA_OUT_OF_DATE"

@@ -1,0 +1,147 @@
+"""Domain types for jobs: statuses, the stored job, and a validated new job."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from shared.errors import InvalidArgument
+
+__all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_PRIORITY",
+    "FINISHED_STATUSES",
+    "Job",
+    "JobStatus",
+    "NewJob",
+    "SubmitResult",
+]
+
+DEFAULT_PRIORITY = 5
+DEFAULT_MAX_ATTEMPTS = 3
+MAX_ATTEMPTS_LIMIT = 100
+TYPE_PATTERN = re.compile(r"[a-z0-9_.\-]{1,128}")
+IDEMPOTENCY_KEY_MAX_LENGTH = 256
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+
+class JobStatus(str, Enum):
+    """Where a job is in its life; the names are those of the database enum and the proto."""
+
+    PENDING = "PENDING"
+    READY = "READY"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_STATUSES
+
+
+FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the jobs table, as the rest of the code sees it."""
+
+    job_id: int
+    type: str
+    status: JobStatus
+    priority: int
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    timeout_seconds: int
+    run_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    cancel_requested: bool = False
+    idempotency_key: str | None = None
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error_message: str | None = None
+    result: dict[str, Any] | None = None
+    traceparent: str | None = None
+    lease_owner: str | None = None
+    lease_token: str | None = None
+    lease_expires_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        """Build a Job from a result row that has (at least) the jobs table's columns."""
+        values = {name: row[name] for name in _JOB_FIELDS if name in row}
+        values["status"] = JobStatus(values["status"])
+        if values.get("lease_token") is not None:
+            values["lease_token"] = str(values["lease_token"])
+        return cls(**values)
+
+
+_JOB_FIELDS = tuple(Job.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job as submitted, before it has an id. ``validate`` checks every rule once."""
+
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    priority: int = DEFAULT_PRIORITY
+    scheduled_at: datetime | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    timeout_seconds: int | None = None
+    traceparent: str | None = None
+
+    def validate(self, max_payload_bytes: int) -> str:
+        """Raise InvalidArgument naming the first bad field; return the payload encoded as JSON."""
+        if not self.type:
+            raise InvalidArgument("type", "is required")
+        if not TYPE_PATTERN.fullmatch(self.type):
+            raise InvalidArgument("type", "must be 1-128 characters of a-z 0-9 _ . -")
+        if not 1 <= self.priority <= 10:
+            raise InvalidArgument("priority", f"must be between 1 and 10, got {self.priority}")
+        if not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT:
+            raise InvalidArgument(
+                "max_attempts", f"must be between 1 and {MAX_ATTEMPTS_LIMIT}, got {self.max_attempts}"
+            )
+        if self.timeout_seconds is not None and not 1 <= self.timeout_seconds <= MAX_TIMEOUT_SECONDS:
+            raise InvalidArgument(
+                "timeout_seconds", f"must be between 1 and {MAX_TIMEOUT_SECONDS}, got {self.timeout_seconds}"
+            )
+        if self.idempotency_key is not None and not 1 <= len(self.idempotency_key) <= IDEMPOTENCY_KEY_MAX_LENGTH:
+            raise InvalidArgument(
+                "idempotency_key", f"must be 1-{IDEMPOTENCY_KEY_MAX_LENGTH} characters when given"
+            )
+        if self.idempotency_key is not None and "\x00" in self.idempotency_key:
+            raise InvalidArgument("idempotency_key", "must not contain NUL characters")
+        if self.scheduled_at is not None and self.scheduled_at.tzinfo is None:
+            raise InvalidArgument("scheduled_at", "must carry a time zone")
+        if not isinstance(self.payload, dict):
+            raise InvalidArgument("payload", "must be a JSON object")
+        try:
+            encoded = json.dumps(self.payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            size = len(encoded.encode())
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument("payload", f"is not valid JSON: {exc}") from exc
+        if "\x00" in encoded or "\\u0000" in encoded:
+            raise InvalidArgument("payload", "must not contain NUL characters (PostgreSQL jsonb cannot store them)")
+        if size > max_payload_bytes:
+            raise InvalidArgument("payload", f"is {size} bytes encoded; the limit is {max_payload_bytes}")
+        return encoded
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """A submitted job, and whether this submit created it (False: idempotent replay)."""
+
+    job: Job
+    created: bool
