@@ -65,8 +65,11 @@ class JobStore:
         with translate_errors(), self.engine.begin() as conn:
             inserted = [Job.from_row(row._mapping) for row in conn.execute(query("submit_jobs"), params)]
             results = self._match_submissions(conn, jobs, inserted)
-            if any(r.created and r.job.status is JobStatus.READY for r in results):
+            created = {r.job.status for r in results if r.created}
+            if JobStatus.READY in created:
                 conn.execute(query("notify_jobs_ready"))
+            if JobStatus.PENDING in created:
+                conn.execute(query("notify_jobs_scheduled"))
         return results
 
     def _match_submissions(

@@ -1,0 +1,76 @@
+"""Fresh PostgreSQL databases for tests: one per test run and xdist worker, migrated with Alembic."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+from alembic import command
+from alembic.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def server_url() -> str:
+    """TEST_DATABASE_URL: a server where the tests may create and drop databases."""
+    return os.environ.get("TEST_DATABASE_URL") or DEFAULT_SERVER_URL
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def _admin(url: str):  # type: ignore[no-untyped-def]
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    return conn
+
+
+def migrate(database_url: str) -> None:
+    """alembic upgrade head, as `make migrate` does."""
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["configure_logger"] = False
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = database_url
+    try:
+        command.upgrade(config, "head")
+    finally:
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
+
+
+@contextmanager
+def fresh_database(base_url: str, label: str, migrated: bool = True) -> Iterator[str]:
+    """Create a uniquely named database on the server at ``base_url``; drop it afterwards."""
+    name = f"jobs_test_{label}_{uuid.uuid4().hex[:8]}"
+    admin = _admin(base_url)
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        url = with_database(base_url, name)
+        if migrated:
+            migrate(url)
+        yield url
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def truncate_jobs(database_url: str) -> None:
+    """Empty the jobs tables between tests that share one database."""
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("TRUNCATE jobs, job_counts RESTART IDENTITY")
+    finally:
+        conn.close()
