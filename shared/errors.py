@@ -60,9 +60,7 @@ class IdempotencyConflict(JobServiceError):
     reason = "IDEMPOTENCY_KEY_REUSED"
 
     def __init__(self, key: str, job_id: int) -> None:
-        super().__init__(
-            f"idempotency_key {key!r} already belongs to job {job_id} with a different type or payload"
-        )
+        super().__init__(f"idempotency_key {key!r} already belongs to job {job_id} with a different type or payload")
         self.key = key
         self.job_id = job_id
 

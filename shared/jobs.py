@@ -76,7 +76,7 @@ class Job:
     lease_expires_at: datetime | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
+    def from_row(cls, row: Mapping[Any, Any]) -> Job:
         """Build a Job from a result row that has (at least) the jobs table's columns."""
         values = {name: row[name] for name in _JOB_FIELDS if name in row}
         values["status"] = JobStatus(values["status"])
@@ -118,9 +118,7 @@ class NewJob:
                 "timeout_seconds", f"must be between 1 and {MAX_TIMEOUT_SECONDS}, got {self.timeout_seconds}"
             )
         if self.idempotency_key is not None and not 1 <= len(self.idempotency_key) <= IDEMPOTENCY_KEY_MAX_LENGTH:
-            raise InvalidArgument(
-                "idempotency_key", f"must be 1-{IDEMPOTENCY_KEY_MAX_LENGTH} characters when given"
-            )
+            raise InvalidArgument("idempotency_key", f"must be 1-{IDEMPOTENCY_KEY_MAX_LENGTH} characters when given")
         if self.idempotency_key is not None and "\x00" in self.idempotency_key:
             raise InvalidArgument("idempotency_key", "must not contain NUL characters")
         if self.scheduled_at is not None and self.scheduled_at.tzinfo is None:

@@ -182,6 +182,4 @@ class JobStore:
             current = conn.execute(query("get_job"), {"job_id": job_id}).first()
         if current is None:
             raise JobNotFound(job_id)
-        raise FailedPrecondition(
-            f"job {job_id} is {current.status}; only FAILED or CANCELLED jobs can be retried"
-        )
+        raise FailedPrecondition(f"job {job_id} is {current.status}; only FAILED or CANCELLED jobs can be retried")

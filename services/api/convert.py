@@ -1,0 +1,152 @@
+"""Protobuf messages to domain objects and back. The only place that knows both."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime, timezone
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from shared.database.jobs import JobCounts
+from shared.errors import InvalidArgument
+from shared.jobs import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, Job, JobStatus, NewJob, SubmitResult
+from shared.proto.jobs.v1 import job_service_pb2 as pb
+
+__all__ = [
+    "job_to_proto",
+    "new_job_from_proto",
+    "page_token_decode",
+    "page_token_encode",
+    "stats_to_proto",
+    "status_from_proto",
+    "submit_result_to_proto",
+]
+
+# Struct keeps every number as a double; integral values up to this go back out as ints.
+_MAX_EXACT_INT = 2**53
+
+
+def plain_numbers(value: Any) -> Any:
+    """Struct numbers are doubles: give integral ones back as ints, as the submitter wrote them."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_EXACT_INT:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: plain_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_numbers(item) for item in value]
+    return value
+
+
+def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
+    result: dict[str, Any] = plain_numbers(json_format.MessageToDict(message))
+    return result
+
+
+def dict_to_struct(value: dict[str, Any] | None, target: struct_pb2.Struct) -> None:
+    target.Clear()
+    if value:
+        target.update(value)
+
+
+def _timestamp(value: datetime | None, target: timestamp_pb2.Timestamp) -> None:
+    if value is not None:
+        target.FromDatetime(value)
+
+
+def _datetime(message: Any, field: str) -> datetime | None:
+    if not message.HasField(field):
+        return None
+    try:
+        return getattr(message, field).ToDatetime(tzinfo=timezone.utc)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument(field, f"is not a valid timestamp: {exc}") from exc
+
+
+def new_job_from_proto(
+    request: pb.SubmitJobRequest, default_timeout_seconds: int, traceparent: str | None = None
+) -> NewJob:
+    """A NewJob with the defaults filled in; validation is NewJob.validate's."""
+    return NewJob(
+        type=request.type,
+        payload=struct_to_dict(request.payload),
+        idempotency_key=request.idempotency_key if request.HasField("idempotency_key") else None,
+        priority=request.priority if request.HasField("priority") else DEFAULT_PRIORITY,
+        scheduled_at=_datetime(request, "scheduled_at"),
+        max_attempts=request.max_attempts if request.HasField("max_attempts") else DEFAULT_MAX_ATTEMPTS,
+        timeout_seconds=(request.timeout_seconds if request.HasField("timeout_seconds") else default_timeout_seconds),
+        traceparent=traceparent,
+    )
+
+
+def job_to_proto(job: Job) -> pb.Job:
+    message = pb.Job(
+        job_id=job.job_id,
+        type=job.type,
+        status=job.status.value,
+        priority=job.priority,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        timeout_seconds=job.timeout_seconds,
+        cancel_requested=job.cancel_requested,
+    )
+    if job.idempotency_key is not None:
+        message.idempotency_key = job.idempotency_key
+    if job.error_message is not None:
+        message.error_message = job.error_message
+    dict_to_struct(job.payload, message.payload)
+    if job.result is not None:
+        dict_to_struct(job.result, message.result)
+    for field in ("created_at", "updated_at", "scheduled_at", "started_at", "finished_at", "run_at"):
+        _timestamp(getattr(job, field), getattr(message, field))
+    return message
+
+
+def submit_result_to_proto(result: SubmitResult) -> pb.SubmitJobResponse:
+    return pb.SubmitJobResponse(job=job_to_proto(result.job), created=result.created)
+
+
+def status_from_proto(value: int) -> JobStatus | None:
+    """None for STATUS_UNSPECIFIED (no filter)."""
+    if value == pb.Job.STATUS_UNSPECIFIED:
+        return None
+    try:
+        return JobStatus(pb.Job.Status.Name(value))
+    except ValueError:
+        raise InvalidArgument("status", f"unknown status {value}") from None
+
+
+def stats_to_proto(counts: JobCounts) -> pb.GetStatsResponse:
+    response = pb.GetStatsResponse(avg_attempts_for_failed_jobs=counts.avg_attempts_for_failed_jobs)
+    for status, n in counts.by_status.items():
+        response.status_breakdown[status.value] = n
+    for job_type, n in counts.by_type.items():
+        response.type_breakdown[job_type] = n
+    for failure in counts.recent_failures:
+        item = response.recent_failures.add(
+            job_id=failure.job_id, type=failure.type, error=failure.error, attempts=failure.attempts
+        )
+        _timestamp(failure.failed_at, item.failed_at)
+    return response
+
+
+def page_token_encode(before_job_id: int, status: JobStatus | None, job_type: str | None) -> str:
+    """An opaque token that remembers where the page ended and which filter made it."""
+    raw = f"v1|{before_job_id}|{status.value if status else ''}|{job_type or ''}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def page_token_decode(token: str, status: JobStatus | None, job_type: str | None) -> int | None:
+    """The job id a page starts below; None for the first page."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        version, before, token_status, token_type = raw.split("|", 3)
+        before_job_id = int(before)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidArgument("page_token", "is not a token this service issued") from None
+    if version != "v1" or token_status != (status.value if status else "") or token_type != (job_type or ""):
+        raise InvalidArgument("page_token", "was issued for a different status or type filter")
+    return before_job_id

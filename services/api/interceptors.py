@@ -1,0 +1,107 @@
+"""Cross-cutting concerns of every RPC, in one server interceptor: domain errors become rich gRPC
+statuses (services/api/errors.py), unexpected errors become INTERNAL without leaking details, and
+each call is counted and timed by method and code."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from services.api import metrics
+from services.api.errors import grpc_code, internal_status, status_for
+from shared.errors import DatabaseUnavailable, JobServiceError
+
+__all__ = ["ServiceInterceptor"]
+
+log = logging.getLogger(__name__)
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+async def _fail(context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
+    """Abort the call with the status ``error`` maps to."""
+    if isinstance(error, JobServiceError):
+        if isinstance(error, DatabaseUnavailable):
+            metrics.DATABASE_ERRORS.inc()
+            log.warning("%s: %s", method, error.message)
+        status = status_for(error)
+    else:
+        log.exception("%s failed unexpectedly", method)
+        status = internal_status()
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
+    if error is None:
+        code = context.code()
+        return code.name if isinstance(code, grpc.StatusCode) else "OK"
+    if isinstance(error, JobServiceError):
+        return grpc_code(error).name
+    if isinstance(error, grpc.aio.AbortError | grpc.RpcError):
+        code = context.code()
+        return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    return "INTERNAL"
+
+
+def _wrap_unary(method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        start = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            return await behaviour(request, context)
+        except (grpc.aio.AbortError, grpc.RpcError) as exc:
+            error = exc
+            raise
+        except Exception as exc:
+            error = exc
+            await _fail(context, method, exc)
+        finally:
+            metrics.RPC_SECONDS.labels(method).observe(time.perf_counter() - start)
+            metrics.RPC_HANDLED.labels(method, _code_of(context, error)).inc()
+
+    return unary
+
+
+def _wrap_stream(method: str, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., Any]:
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        error: BaseException | None = None
+        try:
+            async for item in behaviour(request, context):
+                yield item
+        except (grpc.aio.AbortError, grpc.RpcError) as exc:
+            error = exc
+            raise
+        except Exception as exc:
+            error = exc
+            await _fail(context, method, exc)
+        finally:
+            metrics.RPC_HANDLED.labels(method, _code_of(context, error)).inc()
+
+    return stream

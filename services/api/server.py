@@ -1,0 +1,87 @@
+"""Assembles the api process: the gRPC server (JobService, health, reflection) and the REST shim."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.api.interceptors import ServiceInterceptor
+from services.api.rest import build_rest_app
+from services.api.servicer import JobServicer
+from services.api.settings import ApiSettings
+from shared.database.engine import create_database_engine
+from shared.database.jobs import JobStore
+from shared.database.schema import check_schema
+from shared.errors import DatabaseUnavailable
+from shared.proto.jobs.v1 import job_service_pb2 as pb
+from shared.proto.jobs.v1 import job_service_pb2_grpc as pb_grpc
+
+__all__ = ["serve"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["JobService"].full_name
+SCHEMA_RETRY_SECONDS = 2.0
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+async def wait_for_database(settings: ApiSettings, stop: asyncio.Event) -> JobStore | None:
+    """Connect and check the schema, retrying while the database is unreachable.
+
+    SchemaOutOfDate propagates: running on an old schema would corrupt nothing but fail every call.
+    """
+    engine = create_database_engine(settings.database_url, "jobservice-api", pool_size=settings.db_pool_size)
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(check_schema, engine)
+            return JobStore(engine)
+        except DatabaseUnavailable as exc:
+            log.warning("waiting for the database: %s", exc.message)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SCHEMA_RETRY_SECONDS)
+    return None
+
+
+async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
+    """Serve gRPC and REST until ``stop`` is set, then drain in-flight calls briefly."""
+    store = await wait_for_database(settings, stop)
+    if store is None:
+        return
+    message_options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+    ]
+    server = grpc.aio.server(interceptors=[ServiceInterceptor()], options=message_options)
+    servicer = JobServicer(store, settings)
+    pb_grpc.add_JobServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    grpc_address = f"{settings.bind_host}:{settings.grpc_port}"
+    server.add_insecure_port(grpc_address)
+    await server.start()
+    for name in (SERVICE_NAME, ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}", options=message_options)
+    app = build_rest_app(channel, pb.DESCRIPTOR.services_by_name["JobService"], settings.max_message_bytes)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.bind_host, settings.http_port)
+    await site.start()
+    log.info("serving gRPC on %s and REST on %s:%d", grpc_address, settings.bind_host, settings.http_port)
+
+    await stop.wait()
+    log.info("shutting down")
+    await health_servicer.enter_graceful_shutdown()
+    await runner.cleanup()
+    await server.stop(SHUTDOWN_GRACE_SECONDS)
+    await channel.close()
+    await servicer.close()
+    store.engine.dispose()

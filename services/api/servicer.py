@@ -1,0 +1,101 @@
+"""jobs.v1.JobService: converts requests to domain calls and domain results to responses.
+
+Database calls are blocking (psycopg2), so they run on a thread pool sized like the connection pool;
+the event loop only converts and waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import grpc
+
+from services.api import convert, metrics
+from services.api.settings import DEFAULT_PAGE_SIZE, ApiSettings
+from services.api.watch import JobWatcher
+from shared.database.jobs import JobStore
+from shared.errors import InvalidArgument
+from shared.jobs import NewJob
+from shared.proto.jobs.v1 import job_service_pb2 as pb
+from shared.proto.jobs.v1 import job_service_pb2_grpc as pb_grpc
+
+__all__ = ["JobServicer"]
+
+T = TypeVar("T")
+
+
+class JobServicer(pb_grpc.JobServiceServicer):
+    def __init__(self, store: JobStore, settings: ApiSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self._pool = ThreadPoolExecutor(max_workers=settings.db_pool_size, thread_name_prefix="db")
+        self.watcher = JobWatcher(lambda ids: self._db(store.get_jobs, ids), settings.watch_poll_interval_seconds)
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _validated(self, request: pb.SubmitJobRequest) -> tuple[NewJob, str]:
+        job = convert.new_job_from_proto(request, self.settings.job_timeout_seconds)
+        return job, job.validate(self.settings.max_payload_bytes)
+
+    async def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.aio.ServicerContext) -> Any:
+        job = self._validated(request)
+        (result,) = await self._db(self.store.submit_jobs, [job])
+        metrics.record_submitted([result])
+        return convert.submit_result_to_proto(result)
+
+    async def SubmitJobs(self, request: pb.SubmitJobsRequest, context: grpc.aio.ServicerContext) -> Any:
+        if not request.jobs:
+            raise InvalidArgument("jobs", "must contain at least one job")
+        if len(request.jobs) > self.settings.max_batch_size:
+            raise InvalidArgument(
+                "jobs", f"has {len(request.jobs)} jobs; at most {self.settings.max_batch_size} per call"
+            )
+        jobs = []
+        for index, item in enumerate(request.jobs):
+            try:
+                jobs.append(self._validated(item))
+            except InvalidArgument as exc:
+                raise exc.within(f"jobs[{index}]") from None
+        results = await self._db(self.store.submit_jobs, jobs)
+        metrics.record_submitted(results)
+        return pb.SubmitJobsResponse(results=[convert.submit_result_to_proto(r) for r in results])
+
+    async def GetJob(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> Any:
+        return convert.job_to_proto(await self._db(self.store.get_job, request.job_id))
+
+    async def ListJobs(self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext) -> Any:
+        status = convert.status_from_proto(request.status)
+        job_type = request.type or None
+        page_size = request.page_size or DEFAULT_PAGE_SIZE
+        if not 1 <= page_size <= self.settings.max_page_size:
+            raise InvalidArgument(
+                "page_size", f"must be between 1 and {self.settings.max_page_size}, got {request.page_size}"
+            )
+        before = convert.page_token_decode(request.page_token, status, job_type)
+        jobs = await self._db(self.store.list_jobs, status, job_type, before, page_size + 1)
+        response = pb.ListJobsResponse(jobs=[convert.job_to_proto(job) for job in jobs[:page_size]])
+        if len(jobs) > page_size:
+            response.next_page_token = convert.page_token_encode(jobs[page_size - 1].job_id, status, job_type)
+        return response
+
+    async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> Any:
+        return convert.stats_to_proto(await self._db(self.store.count_jobs))
+
+    async def CancelJob(self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext) -> Any:
+        return convert.job_to_proto(await self._db(self.store.cancel_job, request.job_id))
+
+    async def RetryJob(self, request: pb.RetryJobRequest, context: grpc.aio.ServicerContext) -> Any:
+        return convert.job_to_proto(await self._db(self.store.retry_job, request.job_id))
+
+    async def WatchJob(self, request: pb.WatchJobRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Job]:
+        first = await self._db(self.store.get_job, request.job_id)
+        async for job in self.watcher.watch(first):
+            yield convert.job_to_proto(job)
+
+    async def close(self) -> None:
+        await self.watcher.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)

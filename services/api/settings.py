@@ -1,0 +1,79 @@
+"""The api process's settings, read once from the environment in ``__main__``.
+
+Environment variables (flags of ``python -m services.api`` override the common ones):
+
+- DATABASE_URL               PostgreSQL to use (postgresql://user:password@host:port/db)
+- GRPC_PORT                  gRPC port (default 50051)
+- HTTP_PORT                  REST shim, /health and /metrics (default 8000)
+- BIND_HOST                  address both servers listen on (default 0.0.0.0)
+- DB_POOL_SIZE               database connections of this process (default 10)
+- MAX_PAYLOAD_BYTES          largest payload, encoded as JSON (default 1048576)
+- MAX_BATCH_SIZE             most jobs in one SubmitJobs call (default 1000)
+- MAX_PAGE_SIZE              largest ListJobs page (default 500)
+- MAX_MESSAGE_BYTES          largest gRPC message and REST body (default 16777216)
+- JOB_TIMEOUT_SECONDS        timeout_seconds of jobs submitted without one (default 300)
+- WATCH_POLL_INTERVAL_SECONDS  how often WatchJob looks for changes (default 0.1)
+- LOG_LEVEL, LOG_FORMAT      logging (INFO; text or json)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared.settings import SettingsError, database_url_from_env, env_float, env_int, env_str
+
+__all__ = ["ApiSettings"]
+
+DEFAULT_GRPC_PORT = 50051
+DEFAULT_HTTP_PORT = 8000
+DEFAULT_BIND_HOST = "0.0.0.0"
+DEFAULT_DB_POOL_SIZE = 10
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+DEFAULT_MAX_BATCH_SIZE = 1000
+DEFAULT_MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 50
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+DEFAULT_JOB_TIMEOUT_SECONDS = 300
+DEFAULT_WATCH_POLL_INTERVAL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    database_url: str
+    grpc_port: int = DEFAULT_GRPC_PORT
+    http_port: int = DEFAULT_HTTP_PORT
+    bind_host: str = DEFAULT_BIND_HOST
+    db_pool_size: int = DEFAULT_DB_POOL_SIZE
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_page_size: int = DEFAULT_MAX_PAGE_SIZE
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    job_timeout_seconds: int = DEFAULT_JOB_TIMEOUT_SECONDS
+    watch_poll_interval_seconds: float = DEFAULT_WATCH_POLL_INTERVAL_SECONDS
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
+        """Build the settings from environment variables; SettingsError names a bad one."""
+        log_format = env_str("LOG_FORMAT", "text", env)
+        if log_format not in {"text", "json"}:
+            raise SettingsError(f"LOG_FORMAT={log_format!r} must be text or json")
+        return cls(
+            database_url=database_url_from_env(env),
+            grpc_port=env_int("GRPC_PORT", DEFAULT_GRPC_PORT, 1, 65535, env),
+            http_port=env_int("HTTP_PORT", DEFAULT_HTTP_PORT, 1, 65535, env),
+            bind_host=env_str("BIND_HOST", DEFAULT_BIND_HOST, env),
+            db_pool_size=env_int("DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, 1, 500, env),
+            max_payload_bytes=env_int("MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES, 2, 64 * 1024 * 1024, env),
+            max_batch_size=env_int("MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, 1, 100_000, env),
+            max_page_size=env_int("MAX_PAGE_SIZE", DEFAULT_MAX_PAGE_SIZE, 1, 10_000, env),
+            max_message_bytes=env_int("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 1024, 1024**3, env),
+            job_timeout_seconds=env_int("JOB_TIMEOUT_SECONDS", DEFAULT_JOB_TIMEOUT_SECONDS, 1, 7 * 86400, env),
+            watch_poll_interval_seconds=env_float(
+                "WATCH_POLL_INTERVAL_SECONDS", DEFAULT_WATCH_POLL_INTERVAL_SECONDS, 0.01, 60, env
+            ),
+            log_level=env_str("LOG_LEVEL", "INFO", env).upper(),
+            log_format=log_format,
+        )
