@@ -1,0 +1,220 @@
+"""What executors do to jobs: lease, heartbeat, complete, release, and LISTEN for ready jobs.
+
+Every call is one short transaction over a bounded batch. Every write to a leased job is fenced by
+its lease token: a write whose token no longer matches changes nothing, so an executor that lost a
+lease (the scheduler rescued the job, or a newer attempt holds it) can never overwrite a newer attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg2
+from sqlalchemy import Engine
+
+from shared.database.engine import translate_errors
+from shared.database.queries import query
+from shared.errors import DatabaseUnavailable
+from shared.jobs import JobStatus
+
+__all__ = ["JobOutcome", "JobQueue", "LeaseState", "LeasedJob", "ReadyListener"]
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedJob:
+    """A job this executor now holds: what the handler needs, and the token that fences its outcome."""
+
+    job_id: int
+    type: str
+    priority: int
+    payload: Any  # a dict for every job the API accepted; checked again before the handler sees it
+    attempt: int
+    max_attempts: int
+    timeout_seconds: int
+    run_at: datetime
+    started_at: datetime
+    lease_token: str
+    traceparent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """How one attempt ended, as complete_jobs writes it.
+
+    ``status`` is COMPLETED (with ``result`` as JSON text), PENDING (a retry after ``retry_delay``
+    seconds), FAILED or CANCELLED; ``error_message`` says why for the last three.
+    """
+
+    job_id: int
+    lease_token: str
+    status: JobStatus
+    result: str | None = None
+    error_message: str | None = None
+    retry_delay: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    """What heartbeat_leases and check_leases report about one lease."""
+
+    job_id: int
+    held: bool
+    cancel_requested: bool
+
+
+class ReadyListener:
+    """A connection LISTENing on jobs_ready, for an event loop to watch (``fileno``) and ``drain``.
+
+    Any error means the connection is gone: close it and open a new one with ``listen_jobs_ready``.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def fileno(self) -> int:
+        return int(self._connection.fileno())
+
+    def drain(self) -> int:
+        """Read what arrived; return how many notifications. Raises DatabaseUnavailable when lost."""
+        try:
+            self._connection.poll()
+        except psycopg2.Error as error:
+            raise DatabaseUnavailable(
+                f"listen connection lost: {str(error).strip() or type(error).__name__}"
+            ) from error
+        count = len(self._connection.notifies)
+        self._connection.notifies.clear()
+        return count
+
+    def wait(self, timeout: float) -> int:
+        """Block up to ``timeout`` seconds for notifications (for callers without an event loop)."""
+        readable, _, _ = select.select([self.fileno()], [], [], timeout)
+        return self.drain() if readable else 0
+
+    def close(self) -> None:
+        # A broken connection has nothing left to release.
+        with contextlib.suppress(psycopg2.Error):
+            self._connection.close()
+
+
+class JobQueue:
+    """The executor's access to the jobs table."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def lease_jobs(self, owner: str, types: Sequence[str], limit: int, lease_seconds: float) -> list[LeasedJob]:
+        """Lease up to ``limit`` READY jobs of ``types``, in priority, due-time and id order."""
+        if limit <= 0 or not types:
+            return []
+        params = {"owner": owner, "types": list(types), "limit": limit, "lease_seconds": lease_seconds}
+        with translate_errors(), self.engine.begin() as conn:
+            rows = conn.execute(query("lease_jobs"), params).all()
+        jobs = [
+            LeasedJob(
+                job_id=row.job_id,
+                type=row.type,
+                priority=row.priority,
+                payload=row.payload,
+                attempt=row.attempts,
+                max_attempts=row.max_attempts,
+                timeout_seconds=row.timeout_seconds,
+                run_at=row.run_at,
+                started_at=row.started_at,
+                lease_token=str(row.lease_token),
+                traceparent=row.traceparent,
+            )
+            for row in rows
+        ]
+        # RETURNING order is unspecified; the caller starts jobs in this order.
+        jobs.sort(key=lambda job: (job.priority, job.run_at, job.job_id))
+        return jobs
+
+    def heartbeat_leases(self, leases: Sequence[tuple[int, str]], lease_seconds: float) -> list[LeaseState]:
+        """Extend the leases (job_id, token) still held; report each one's state."""
+        if not leases:
+            return []
+        params = {**_lease_params(leases), "lease_seconds": lease_seconds}
+        with translate_errors(), self.engine.begin() as conn:
+            rows = conn.execute(query("heartbeat_leases"), params).all()
+        return [LeaseState(row.job_id, row.held, row.cancel_requested) for row in rows]
+
+    def check_leases(self, leases: Sequence[tuple[int, str]]) -> list[LeaseState]:
+        """Report, without writing, whether each lease is still held and whether a cancel was requested."""
+        if not leases:
+            return []
+        with translate_errors(), self.engine.connect() as conn:
+            rows = conn.execute(query("check_leases"), _lease_params(leases)).all()
+        return [LeaseState(row.job_id, row.held, row.cancel_requested) for row in rows]
+
+    def complete_jobs(self, outcomes: Sequence[JobOutcome]) -> dict[int, JobStatus]:
+        """Write outcomes in one statement; return the status written per job id.
+
+        Outcomes whose lease is no longer held are left out of the answer (stale). When any job went
+        back to PENDING, the scheduler is notified once, in the same transaction.
+        """
+        if not outcomes:
+            return {}
+        params = {
+            "job_ids": [o.job_id for o in outcomes],
+            "lease_tokens": [o.lease_token for o in outcomes],
+            "statuses": [o.status.value for o in outcomes],
+            "results": [o.result for o in outcomes],
+            "error_messages": [o.error_message for o in outcomes],
+            "retry_delays": [o.retry_delay for o in outcomes],
+        }
+        with translate_errors(), self.engine.begin() as conn:
+            written = {row.job_id: JobStatus(row.status) for row in conn.execute(query("complete_jobs"), params)}
+            if JobStatus.PENDING in written.values():
+                conn.execute(query("notify_jobs_scheduled"))
+        return written
+
+    def release_leases(self, leases: Sequence[tuple[int, str]]) -> dict[int, JobStatus]:
+        """Hand leased jobs back (READY, attempt not counted; CANCELLED if a cancel was requested).
+
+        Returns the status written per job id; executors are woken once when any job became READY.
+        """
+        if not leases:
+            return {}
+        with translate_errors(), self.engine.begin() as conn:
+            released = {
+                row.job_id: JobStatus(row.status)
+                for row in conn.execute(query("release_leases"), _lease_params(leases))
+            }
+            if JobStatus.READY in released.values():
+                conn.execute(query("notify_jobs_ready"))
+        return released
+
+    def listen_jobs_ready(self) -> ReadyListener:
+        """A dedicated connection (outside the pool) LISTENing on jobs_ready."""
+        with translate_errors():
+            proxied = self.engine.raw_connection()
+        # Detached: the connection stays open for as long as the listener needs it, and does not hold
+        # a pool slot that leasing and completing need.
+        proxied.detach()
+        connection = proxied.dbapi_connection
+        try:
+            # The pool's pre-ping may have opened a transaction; LISTEN needs autocommit, because
+            # notifications are only delivered between transactions.
+            connection.rollback()  # type: ignore[union-attr]
+            connection.autocommit = True  # type: ignore[union-attr]
+            with connection.cursor() as cursor:  # type: ignore[union-attr]
+                cursor.execute(query("listen_jobs_ready").text)
+        except psycopg2.Error as error:
+            connection.close()  # type: ignore[union-attr]
+            raise DatabaseUnavailable(f"cannot LISTEN: {_describe(error)}") from error
+        return ReadyListener(connection)
+
+
+def _lease_params(leases: Sequence[tuple[int, str]]) -> dict[str, list[Any]]:
+    return {"job_ids": [job_id for job_id, _ in leases], "lease_tokens": [token for _, token in leases]}
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,24 @@
+-- lease_jobs: take up to :limit READY jobs of the given types for one executor, highest priority
+-- first, then due time, then id (jobs_ready_idx). SKIP LOCKED lets many executors lease at once
+-- without waiting on each other; the UPDATE hands each job a fresh token that fences its outcome.
+WITH candidates AS (
+    SELECT job_id
+    FROM jobs
+    WHERE status = 'READY'
+      AND type = ANY(CAST(:types AS text[]))
+    ORDER BY priority, run_at, job_id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs AS j
+SET status = 'PROCESSING',
+    lease_owner = :owner,
+    lease_token = gen_random_uuid(),
+    lease_expires_at = now() + make_interval(secs => :lease_seconds),
+    attempts = j.attempts + 1,
+    started_at = now(),
+    updated_at = now()
+FROM candidates AS c
+WHERE j.job_id = c.job_id
+RETURNING j.job_id, j.type, j.priority, j.payload, j.attempts, j.max_attempts, j.timeout_seconds,
+          j.run_at, j.started_at, j.lease_token, j.traceparent
