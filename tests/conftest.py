@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import grpc
 import pytest
 from sqlalchemy import Engine
 
 from shared.database.engine import create_database_engine
+from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
+from tests.support.api import ApiServer
 from tests.support.database import fresh_database, server_url, truncate_jobs
+from tests.support.processes import ServiceProcess, free_port
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +36,37 @@ def engine(db: str) -> Iterator[Engine]:
     engine = create_database_engine(db, "tests")
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def api_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """One real ``python -m services.api`` per worker, on free ports, against the worker's database."""
+    grpc_port, http_port = free_port(), free_port()
+    process = ServiceProcess(
+        "services.api",
+        {"DATABASE_URL": database_url, "GRPC_PORT": str(grpc_port), "HTTP_PORT": str(http_port)},
+        log_dir=tmp_path_factory.mktemp("api-logs"),
+    ).start()
+    try:
+        process.wait_for_port(http_port).wait_for_port(grpc_port)
+        yield ApiServer(process, grpc_port, http_port)
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def api(api_server: ApiServer, db: str) -> ApiServer:
+    """The worker's api server, over an emptied database."""
+    return api_server
+
+
+@pytest.fixture(scope="session")
+def grpc_channel(api_server: ApiServer) -> Iterator[grpc.Channel]:
+    channel = grpc.insecure_channel(f"127.0.0.1:{api_server.grpc_port}")
+    yield channel
+    channel.close()
+
+
+@pytest.fixture
+def stub(api: ApiServer, grpc_channel: grpc.Channel) -> JobServiceStub:
+    return JobServiceStub(grpc_channel)

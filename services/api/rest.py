@@ -256,6 +256,7 @@ class RestGateway:
 
 _UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)"')
 _BAD_FIELD = re.compile(r"Failed to parse (\w+) field")
+_AT_FIELD = re.compile(r'at "?\w+\.([\w\[\]]+(?:\.[\w\[\]]+)*)"?\.?$')
 
 
 def _describe_parse_error(message: str, descriptor: Descriptor) -> BadRequest:
@@ -264,6 +265,9 @@ def _describe_parse_error(message: str, descriptor: Descriptor) -> BadRequest:
     if unknown:
         known = ", ".join(field.name for field in descriptor.fields)
         return BadRequest(unknown.group(1), f'unknown field "{unknown.group(1)}" (known fields: {known})')
+    located = _AT_FIELD.search(message)
+    if located:
+        return BadRequest(located.group(1), message)
     bad = _BAD_FIELD.search(message)
     return BadRequest(bad.group(1) if bad else "body", message)
 
