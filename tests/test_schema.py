@@ -1,0 +1,82 @@
+"""Migrations produce the schema the code expects, and processes refuse an older one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psycopg2
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from shared.database.engine import create_database_engine
+from shared.database.schema import SCHEMA_REVISION, schema_revision
+from tests.support.database import ROOT, fresh_database, migrate, server_url
+from tests.support.processes import ServiceProcess, free_port
+
+
+def alembic_head() -> str:
+    head = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini"))).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_code_expects_the_newest_migration() -> None:
+    assert alembic_head() == SCHEMA_REVISION
+
+
+def test_migrations_apply_downgrade_and_apply_again() -> None:
+    from alembic import command
+
+    with fresh_database(server_url(), "migrate", migrated=False) as url:
+        engine = create_database_engine(url, "tests")
+        assert schema_revision(engine) is None
+        migrate(url)
+        assert schema_revision(engine) == SCHEMA_REVISION
+        config = Config(str(ROOT / "alembic.ini"))
+        config.attributes["configure_logger"] = False
+        os.environ["DATABASE_URL"] = url
+        try:
+            command.downgrade(config, "base")
+            with psycopg2.connect(url) as conn, conn.cursor() as cur:
+                cur.execute("SELECT to_regclass('jobs') IS NULL")
+                assert cur.fetchone() == (True,)
+            command.upgrade(config, "head")
+        finally:
+            os.environ.pop("DATABASE_URL", None)
+        assert schema_revision(engine) == SCHEMA_REVISION
+        engine.dispose()
+
+
+def test_hot_queries_have_their_partial_indexes(database_url: str) -> None:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobs'")
+        indexes = dict(cur.fetchall())
+    assert "WHERE (status = 'READY'::job_status)" in indexes["jobs_ready_idx"]
+    assert "WHERE (status = 'PENDING'::job_status)" in indexes["jobs_pending_idx"]
+    assert "WHERE (status = 'PROCESSING'::job_status)" in indexes["jobs_processing_idx"]
+    assert "UNIQUE" in indexes["jobs_idempotency_key_uq"]
+
+
+def test_api_refuses_to_start_on_an_unmigrated_database(tmp_path: Path) -> None:
+    with fresh_database(server_url(), "behind", migrated=False) as url:
+        process = ServiceProcess(
+            "services.api",
+            {"DATABASE_URL": url, "GRPC_PORT": str(free_port()), "HTTP_PORT": str(free_port())},
+            log_dir=tmp_path,
+        ).start()
+        assert process.process is not None
+        code = process.process.wait(30)
+        process.stop()
+        assert code == 2
+        assert "make migrate" in process.output()
+
+
+def test_api_refuses_a_bad_setting_naming_the_variable(tmp_path: Path, database_url: str) -> None:
+    process = ServiceProcess(
+        "services.api", {"DATABASE_URL": database_url, "GRPC_PORT": "fifty"}, log_dir=tmp_path
+    ).start()
+    assert process.process is not None
+    assert process.process.wait(30) == 2
+    process.stop()
+    assert "GRPC_PORT" in process.output()
