@@ -1,0 +1,578 @@
+"""`make run`: the whole service on one machine, in the foreground, until Ctrl-C.
+
+1. A database: DATABASE_URL when it is set; otherwise an embedded PostgreSQL (the ``pgserver`` package)
+   with its data under ``.data/postgres`` (RUN_LOCAL_DATA_DIR or --data-dir to move it) and a ``jobs``
+   database in it. The embedded server listens on a unix socket only, so it never collides with another
+   PostgreSQL on the machine.
+2. ``alembic upgrade head`` on that database.
+3. ``python -m services.api``, ``services.scheduler`` and ``services.executor`` (--executors N of them) as
+   child processes, their output interleaved on this terminal, one prefix per process.
+4. Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL after --stop-timeout) and the embedded
+   PostgreSQL, and exits 0. A child that exits on its own stops everything and exits 1.
+
+Every other setting reaches the children through the environment (LOG_LEVEL, LOG_FORMAT, GRPC_PORT,
+HTTP_PORT, ...); only METRICS_PORT is set per child, because the scheduler and the executors all read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from shared.settings import SettingsError, env_float, env_int
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DEFAULT_DATA_DIR = ROOT / ".data" / "postgres"
+DEFAULT_GRPC_PORT = 50051
+DEFAULT_HTTP_PORT = 8000
+DEFAULT_EXECUTOR_METRICS_PORT = 8001
+DEFAULT_SCHEDULER_METRICS_PORT = 8002
+DEFAULT_EXECUTORS = 1
+DEFAULT_STOP_TIMEOUT_SECONDS = 10.0
+EMBEDDED_DATABASE = "jobs"
+EMBEDDED_USER = "postgres"
+# After this long without a healthy API, say so once (the processes keep running: it may be a slow machine).
+READY_WARNING_SECONDS = 60.0
+SUPERVISE_INTERVAL_SECONDS = 0.2
+PR_SET_PDEATHSIG = 1
+
+EXIT_OK = 0
+EXIT_CHILD_FAILED = 1
+EXIT_BAD_SETTINGS = 2
+
+
+class StartError(Exception):
+    """Something run_local needs before the services can start is missing or broken."""
+
+
+def log(message: str) -> None:
+    """run_local's own lines, in the same stream as the children's."""
+    OUTPUT.write_line("run_local", message)
+
+
+class Output:
+    """Interleaves whole lines from several processes on stdout, each behind its process's prefix."""
+
+    COLOURS = ("36", "33", "35", "32", "34", "31")
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+        self.width = len("run_local")
+        self.colour = stream.isatty() and not os.environ.get("NO_COLOR")
+        self.prefixes: dict[str, str] = {}
+
+    def register(self, name: str) -> None:
+        self.width = max(self.width, len(name))
+        if self.colour:
+            code = self.COLOURS[len(self.prefixes) % len(self.COLOURS)]
+            self.prefixes[name] = f"\033[{code}m{{name}}\033[0m"
+
+    def write_line(self, name: str, line: str) -> None:
+        label = name.ljust(self.width)
+        if name in self.prefixes:
+            label = self.prefixes[name].format(name=label)
+        with self.lock:
+            self.stream.write(f"{label} | {line.rstrip()}\n")
+            self.stream.flush()
+
+
+OUTPUT = Output(sys.stdout)
+
+
+class PrefixedHandler(logging.Handler):
+    """Log records of run_local's own libraries (alembic) as lines of the interleaved output."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.prefix = name
+
+    def emit(self, record: logging.LogRecord) -> None:
+        OUTPUT.write_line(self.prefix, self.format(record))
+
+
+# --- settings -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ports:
+    grpc: int
+    http: int
+    scheduler_metrics: int
+    executor_metrics: tuple[int, ...]
+
+    def all(self) -> list[tuple[str, int]]:
+        named = [("GRPC_PORT", self.grpc), ("HTTP_PORT", self.http)]
+        named.append(("--scheduler-metrics-port", self.scheduler_metrics))
+        named += [(f"executor {i + 1} metrics port", port) for i, port in enumerate(self.executor_metrics)]
+        return named
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.run_local",
+        description="Run api, scheduler and executors in the foreground (what `make run` does). "
+        "Without DATABASE_URL an embedded PostgreSQL is started and stopped with them. "
+        "Everything else is configured through the environment, which the processes inherit.",
+    )
+    parser.add_argument(
+        "--executors",
+        type=int,
+        default=env_int("RUN_LOCAL_EXECUTORS", DEFAULT_EXECUTORS, minimum=0, maximum=64),
+        help="how many executor processes to start; 0 for none (env RUN_LOCAL_EXECUTORS, default 1)",
+    )
+    parser.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="do not start the scheduler (scheduled jobs and expired leases are then left alone)",
+    )
+    parser.add_argument(
+        "--scheduler-metrics-port",
+        type=int,
+        default=env_int("SCHEDULER_METRICS_PORT", DEFAULT_SCHEDULER_METRICS_PORT, 1, 65535),
+        help="METRICS_PORT given to the scheduler (env SCHEDULER_METRICS_PORT, default 8002)",
+    )
+    parser.add_argument(
+        "--executor-metrics-port",
+        type=int,
+        default=env_int("EXECUTOR_METRICS_PORT", DEFAULT_EXECUTOR_METRICS_PORT, 1, 65535),
+        help="METRICS_PORT given to the first executor; the others get the next free numbers "
+        "(env EXECUTOR_METRICS_PORT, default 8001)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("RUN_LOCAL_DATA_DIR") or DEFAULT_DATA_DIR),
+        help="data folder of the embedded PostgreSQL, unused when DATABASE_URL is set "
+        "(env RUN_LOCAL_DATA_DIR, default .data/postgres)",
+    )
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=env_float("RUN_LOCAL_STOP_TIMEOUT", DEFAULT_STOP_TIMEOUT_SECONDS, 0, 600),
+        help="seconds a process gets to stop after SIGTERM before SIGKILL (env RUN_LOCAL_STOP_TIMEOUT, default 10)",
+    )
+    args = parser.parse_args(argv)
+    if not 0 <= args.executors <= 64:
+        parser.error("--executors must be between 0 and 64")
+    return args
+
+
+def resolve_ports(args: argparse.Namespace) -> Ports:
+    """The API's ports come from the same variables the API reads; metrics ports from run_local's flags."""
+    grpc = env_int("GRPC_PORT", DEFAULT_GRPC_PORT, 1, 65535)
+    http = env_int("HTTP_PORT", DEFAULT_HTTP_PORT, 1, 65535)
+    taken = {grpc, http, args.scheduler_metrics_port}
+    executor_ports: list[int] = []
+    candidate = args.executor_metrics_port
+    for _ in range(args.executors):
+        while candidate in taken:
+            candidate += 1
+        executor_ports.append(candidate)
+        taken.add(candidate)
+    return Ports(grpc, http, args.scheduler_metrics_port, tuple(executor_ports))
+
+
+def port_in_use(port: int) -> bool:
+    """True when something listens on ``port`` (SO_REUSEADDR so TIME_WAIT leftovers do not count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return True
+    return False
+
+
+def redact(url: str) -> str:
+    """DATABASE_URL without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# --- the embedded PostgreSQL --------------------------------------------------------------------------
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL from the pgserver wheel, stopped by us rather than by pgserver's atexit hook.
+
+    pgserver counts its users in a file and stops the server when the last one leaves; a run killed with
+    SIGKILL leaves a stale entry there and the server would then never be stopped. So the server is
+    started with ``cleanup_mode=None`` and stopped here with PostgreSQL's own fast-shutdown signal.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.expanduser().resolve()
+        self.pid: int | None = None
+        self.socket_dir: Path | None = None
+
+    def start(self) -> str:
+        """Start (or adopt a leftover of) the server; return the DATABASE_URL of its ``jobs`` database."""
+        try:
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver then uses /tmp, which is fine.
+                warnings.simplefilter("ignore")
+                import pgserver
+        except ImportError:
+            raise StartError(
+                "DATABASE_URL is not set and the pgserver package is missing: "
+                "run `make install` (or pip install pgserver), or set DATABASE_URL=postgresql://..."
+            ) from None
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        leftover = (self.data_dir / "postmaster.pid").exists()
+        try:
+            server = pgserver.get_server(self.data_dir, cleanup_mode=None)
+        except Exception as error:
+            raise StartError(
+                f"the embedded PostgreSQL did not start ({type(error).__name__}: {error}); "
+                f"its log is {self.data_dir / 'log'}"
+            ) from error
+        info = server.get_postmaster_info()
+        self.pid = int(info.pid)
+        self.socket_dir = Path(info.socket_dir) if info.socket_dir is not None else None
+        verb = "adopted the embedded PostgreSQL left running" if leftover else "started embedded PostgreSQL"
+        log(f"{verb} (pid {self.pid}) with its data in {self.data_dir}")
+        url = self.url(EMBEDDED_DATABASE) if self.socket_dir else server.get_uri(EMBEDDED_DATABASE)
+        admin_url = self.url("postgres") if self.socket_dir else server.get_uri("postgres")
+        create_database_if_missing(admin_url, EMBEDDED_DATABASE)
+        return url
+
+    def url(self, database: str) -> str:
+        """A libpq/SQLAlchemy URL for the unix socket: postgresql://postgres@/jobs?host=/socket/dir."""
+        assert self.socket_dir is not None
+        return f"postgresql://{EMBEDDED_USER}@/{database}?host={quote(str(self.socket_dir), safe='/')}"
+
+    def stop(self, timeout: float) -> None:
+        """Fast shutdown (SIGINT), then immediate shutdown (SIGQUIT), then SIGKILL."""
+        if self.pid is None or not process_alive(self.pid):
+            return
+        for signum, grace in ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                break
+            if wait_for(lambda: not process_alive(self.pid or 0), grace):
+                break
+            log(f"embedded PostgreSQL did not stop after {signal.Signals(signum).name}; escalating")
+        log("embedded PostgreSQL stopped")
+        self.pid = None
+
+
+def create_database_if_missing(admin_url: str, name: str) -> None:
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(admin_url, connect_timeout=10)
+    except psycopg2.Error as error:
+        raise StartError(f"cannot connect to the embedded PostgreSQL: {error}") from error
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{name}"')
+                log(f"created database {name}")
+    finally:
+        conn.close()
+
+
+def apply_migrations(database_url: str) -> None:
+    """``alembic upgrade head`` with the repository's alembic.ini, as `make migrate` does."""
+    from alembic import command
+    from alembic.config import Config
+
+    os.environ["DATABASE_URL"] = database_url
+    config = Config(str(ROOT / "alembic.ini"))
+    # Alembic's progress lines go through our prefixed output instead of alembic.ini's stderr handler.
+    config.attributes["configure_logger"] = False
+    alembic_log = logging.getLogger("alembic")
+    alembic_log.setLevel(logging.INFO)
+    alembic_log.addHandler(PrefixedHandler("migrate"))
+    try:
+        command.upgrade(config, "head")
+    except Exception as error:
+        raise StartError(f"migrations failed: {type(error).__name__}: {error}") from error
+
+
+# --- child processes ----------------------------------------------------------------------------------
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if run_local itself dies (even by SIGKILL). Linux only."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+class Child:
+    """One ``python -m services.<x>`` process in a process group of its own.
+
+    Its own group means a Ctrl-C on the terminal reaches only run_local, which then stops the children in
+    order; and a signal to the group also reaches anything the child started.
+    """
+
+    def __init__(self, name: str, module: str, env: Mapping[str, str], args: Sequence[str] = ()) -> None:
+        self.name = name
+        self.argv = [sys.executable, "-m", module, *args]
+        self.env = dict(env)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if _PRCTL is not None else None,
+        )
+
+    def start_reader(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        stream = self.process.stdout
+        self.reader = threading.Thread(target=self._copy_output, args=(stream,), daemon=True)
+        self.reader.start()
+
+    def _copy_output(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            OUTPUT.write_line(self.name, raw.decode("utf-8", errors="replace"))
+        stream.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def signal_group(self, signum: int) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)
+
+
+def stop_children(children: Sequence[Child], timeout: float, force: threading.Event) -> None:
+    """SIGTERM to every child, wait up to ``timeout`` (less if ``force`` is set), SIGKILL what is left."""
+    started = [child for child in children if child.process is not None]
+    for child in started:
+        child.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(child.poll() is None for child in started):
+        if force.is_set() or time.monotonic() >= deadline:
+            for child in started:
+                if child.poll() is None:
+                    log(f"{child.name} did not stop within {timeout:g}s: SIGKILL")
+                    child.signal_group(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    for child in started:
+        assert child.process is not None
+        child.process.wait()
+        # Whatever else is left in the group (a handler's subprocess, say) goes too.
+        child.signal_group(signal.SIGKILL)
+        if child.reader is not None:
+            child.reader.join(timeout=2)
+
+
+def build_children(args: argparse.Namespace, ports: Ports, database_url: str) -> list[Child]:
+    base = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
+    children = [Child("api", "services.api", {**base, "GRPC_PORT": str(ports.grpc), "HTTP_PORT": str(ports.http)})]
+    if not args.no_scheduler:
+        env = {**base, "METRICS_PORT": str(ports.scheduler_metrics)}
+        children.append(Child("scheduler", "services.scheduler", env))
+    for index, port in enumerate(ports.executor_metrics):
+        name = "executor" if len(ports.executor_metrics) == 1 else f"executor-{index + 1}"
+        children.append(Child(name, "services.executor", {**base, "METRICS_PORT": str(port)}))
+    return children
+
+
+def api_healthy(http_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=0.5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def print_banner(ports: Ports, children: Sequence[Child], database: str, elapsed: float) -> None:
+    rest = f"http://localhost:{ports.http}"
+    lines = [
+        f"ready in {elapsed:.1f}s; database: {database}",
+        f"  REST     {rest}   (GET /health, GET /metrics, GET /admin/stats)",
+        f"  gRPC     localhost:{ports.grpc}   (grpcurl -plaintext localhost:{ports.grpc} list)",
+    ]
+    metrics = [f"{child.name} http://localhost:{child.env['METRICS_PORT']}/metrics" for child in children[1:]]
+    if metrics:
+        lines.append("  metrics  " + ", ".join(metrics))
+    lines += [
+        "  try:",
+        f"    curl -s -X POST {rest}/jobs -H 'Content-Type: application/json' \\",
+        """         -d '{"type": "echo", "payload": {"hello": "world"}, "idempotency_key": "hello-1"}'""",
+        f"    curl -s {rest}/jobs/1",
+        f"    curl -s '{rest}/jobs?status=COMPLETED'",
+        f"    curl -s {rest}/admin/stats",
+        "  Ctrl-C stops everything.",
+    ]
+    for line in lines:
+        log(line)
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+class Signals:
+    """SIGINT, SIGTERM and SIGHUP ask for a stop; a second one skips the polite wait."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.force = threading.Event()
+        self.name = ""
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            self.force.set()
+        self.name = self.name or signal.Signals(signum).name
+        self.stop.set()
+
+
+def supervise(children: Sequence[Child], signals: Signals, ports: Ports, database: str, started: float) -> int:
+    """Wait for a stop signal or for a child to exit; print the banner once the API answers /health."""
+    ready = False
+    warned = False
+    while not signals.stop.wait(SUPERVISE_INTERVAL_SECONDS):
+        for child in children:
+            code = child.poll()
+            if code is not None:
+                log(f"{child.name} exited unexpectedly with code {code}; stopping the others")
+                return EXIT_CHILD_FAILED
+        if not ready:
+            ready = api_healthy(ports.http)
+            elapsed = time.monotonic() - started
+            if ready:
+                print_banner(ports, children, database, elapsed)
+            elif elapsed > READY_WARNING_SECONDS and not warned:
+                warned = True
+                log(f"the api does not answer http://127.0.0.1:{ports.http}/health after {elapsed:.0f}s yet")
+    log(f"{signals.name} received: stopping")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
+    try:
+        args = parse_args(argv)
+        ports = resolve_ports(args)
+    except SettingsError as error:
+        print(f"run_local: {error}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    busy = [f"{name}={port}" for name, port in ports.all() if port_in_use(port)]
+    if busy:
+        print(
+            f"run_local: port already in use: {', '.join(busy)} (another `make run`?). "
+            "Stop it, or choose other ports with GRPC_PORT, HTTP_PORT, --scheduler-metrics-port "
+            "and --executor-metrics-port.",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_SETTINGS
+
+    signals = Signals()
+    signals.install()
+    embedded: EmbeddedPostgres | None = None
+    children: list[Child] = []
+    code = EXIT_CHILD_FAILED
+    try:
+        database_url = os.environ.get("DATABASE_URL", "").strip()
+        if database_url:
+            database = f"DATABASE_URL={redact(database_url)}"
+        else:
+            embedded = EmbeddedPostgres(args.data_dir)
+            database_url = embedded.start()
+            database = f"embedded PostgreSQL, DATABASE_URL={database_url}"
+        if not signals.stop.is_set():
+            log("applying migrations (alembic upgrade head)")
+            apply_migrations(database_url)
+        if signals.stop.is_set():
+            code = EXIT_OK
+            return code
+        children = build_children(args, ports, database_url)
+        for child in children:
+            OUTPUT.register(child.name)
+        # Every fork happens before the first reader thread starts: preexec_fn is not thread-safe.
+        for child in children:
+            child.start()
+        for child in children:
+            child.start_reader()
+            log(f"started {child.name} (pid {child.pid}): {' '.join(child.argv[1:])}")
+        code = supervise(children, signals, ports, database, started)
+        return code
+    except StartError as error:
+        log(str(error))
+        return code
+    finally:
+        if children:
+            stop_children(children, args.stop_timeout, signals.force)
+        if embedded is not None:
+            embedded.stop(args.stop_timeout)
+        log("all stopped" if code == EXIT_OK else "stopped after a failure (see above)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
