@@ -1,17 +1,41 @@
-"""Logging set-up shared by every process: one line per event, text for people or JSON for machines.
+"""Logging and tracing set-up shared by every process.
 
-LOG_LEVEL (default INFO) and LOG_FORMAT (text | json) choose. Extra fields given with
-``logger.info("...", extra={"job_id": 1, "type": "echo"})`` appear in both formats.
+Logs: one line per event, text for people or JSON for machines. LOG_LEVEL (default INFO) and LOG_FORMAT
+(text | json) choose. Extra fields given with ``logger.info("...", extra={"job_id": 1, "type": "echo"})``
+appear in both formats.
+
+Traces: OpenTelemetry, exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT (or
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set; OTEL_EXPORTER_OTLP_PROTOCOL picks grpc (default) or
+http/protobuf, and the other standard OTEL_* variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+OTEL_TRACES_SAMPLER, ...) are honoured by the SDK. Without an endpoint no provider is installed and every
+span is OpenTelemetry's no-op span, which costs next to nothing. A job carries the W3C ``traceparent`` of
+the request that submitted it, so each attempt's span joins that trace.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+from collections.abc import Iterable
+from typing import Any
 from datetime import datetime, timezone
 
-__all__ = ["LOG_FIELDS", "configure_logging"]
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+__all__ = [
+    "LOG_FIELDS",
+    "configure_logging",
+    "configure_tracing",
+    "context_from_carrier",
+    "current_trace_id",
+    "current_traceparent",
+]
+
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 # Context fields a log call may pass in ``extra``; both formatters show them.
 LOG_FIELDS = ("job_id", "type", "attempt", "trace_id", "worker", "count")
@@ -55,3 +79,63 @@ def configure_logging(service: str, level: str = "INFO", log_format: str = "text
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def configure_tracing(service: str) -> bool:
+    """Install an SDK tracer provider exporting over OTLP if an endpoint is configured; True if so."""
+    if not (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
+        return False
+    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    protocol = os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    )
+    exporter: Any
+    if protocol.startswith("http"):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+        exporter = HttpExporter()
+    else:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        exporter = GrpcExporter()
+    # OTEL_SERVICE_NAME, when set, wins over the process's own name (Resource.create reads it).
+    resource = Resource.create({SERVICE_NAME: service} if not os.environ.get("OTEL_SERVICE_NAME") else {})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return True
+
+
+def shutdown_tracing() -> None:
+    """Flush spans still buffered; call once before the process exits."""
+    provider = trace.get_tracer_provider()
+    shutdown = getattr(provider, "shutdown", None)
+    if shutdown is not None:
+        shutdown()
+
+
+def context_from_carrier(carrier: dict[str, str] | Iterable[tuple[str, str | bytes]] | None) -> otel_context.Context:
+    """The trace context in W3C headers or gRPC metadata (``traceparent``/``tracestate``), if any."""
+    if carrier is None:
+        return otel_context.Context()
+    if not isinstance(carrier, dict):
+        carrier = {key: value for key, value in carrier if isinstance(value, str)}
+    return _PROPAGATOR.extract(carrier)
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the current span, to store with a job; None when nothing is traced."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def current_trace_id() -> str | None:
+    """The current trace id as 32 hex digits, for log lines; None outside a recorded span."""
+    span_context = trace.get_current_span().get_span_context()
+    return format(span_context.trace_id, "032x") if span_context.is_valid else None

@@ -13,7 +13,7 @@ from services.api.server import serve
 from services.api.settings import ApiSettings
 from shared.errors import SchemaOutOfDate
 from shared.settings import SettingsError
-from shared.telemetry import configure_logging
+from shared.telemetry import configure_logging, configure_tracing, shutdown_tracing
 
 log = logging.getLogger("services.api")
 
@@ -49,11 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     configure_logging("api", settings.log_level, settings.log_format)
+    configure_tracing("jobs-api")
     try:
         asyncio.run(_run(settings))
     except SchemaOutOfDate as exc:
         log.error("%s", exc.message)
         return 2
+    finally:
+        shutdown_tracing()
     return 0
 
 

@@ -1,6 +1,6 @@
-"""Cross-cutting concerns of every RPC, in one server interceptor: domain errors become rich gRPC
-statuses (services/api/errors.py), unexpected errors become INTERNAL without leaking details, and
-each call is counted and timed by method and code."""
+"""Cross-cutting concerns of every RPC, in one server interceptor: a server span joined to the caller's
+trace (W3C traceparent metadata), domain errors as rich gRPC statuses (services/api/errors.py),
+unexpected errors as INTERNAL without leaking details, and counts and latency by method and code."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.api import metrics
 from services.api.errors import grpc_code, internal_status, status_for
 from shared.errors import DatabaseUnavailable, JobServiceError
+from shared.telemetry import context_from_carrier
 
 __all__ = ["ServiceInterceptor"]
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("services.api")
+SERVICE = "jobs.v1.JobService"
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
@@ -70,12 +75,32 @@ def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> 
     return "INTERNAL"
 
 
+def _start_span(method: str, context: grpc.aio.ServicerContext) -> trace.Span:
+    return tracer.start_span(
+        f"{SERVICE}/{method}",
+        context=context_from_carrier(context.invocation_metadata()),
+        kind=SpanKind.SERVER,
+        attributes={"rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": method},
+    )
+
+
+def _finish(span: trace.Span, method: str, code: str, started: float) -> None:
+    metrics.RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
+    metrics.RPC_HANDLED.labels(method, code).inc()
+    span.set_attribute("rpc.grpc.status_code", grpc.StatusCode[code].value[0])
+    if code not in {"OK", "NOT_FOUND", "ALREADY_EXISTS", "INVALID_ARGUMENT", "FAILED_PRECONDITION"}:
+        span.set_status(Status(StatusCode.ERROR, code))
+    span.end()
+
+
 def _wrap_unary(method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        start = time.perf_counter()
+        started = time.perf_counter()
+        span = _start_span(method, context)
         error: BaseException | None = None
         try:
-            return await behaviour(request, context)
+            with trace.use_span(span, end_on_exit=False):
+                return await behaviour(request, context)
         except (grpc.aio.AbortError, grpc.RpcError) as exc:
             error = exc
             raise
@@ -83,14 +108,16 @@ def _wrap_unary(method: str, behaviour: Callable[..., Any]) -> Callable[..., Any
             error = exc
             await _fail(context, method, exc)
         finally:
-            metrics.RPC_SECONDS.labels(method).observe(time.perf_counter() - start)
-            metrics.RPC_HANDLED.labels(method, _code_of(context, error)).inc()
+            _finish(span, method, _code_of(context, error), started)
 
     return unary
 
 
 def _wrap_stream(method: str, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., Any]:
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        # Not made current: an async generator's context does not survive its yields.
+        span = _start_span(method, context)
         error: BaseException | None = None
         try:
             async for item in behaviour(request, context):
@@ -102,6 +129,6 @@ def _wrap_stream(method: str, behaviour: Callable[..., AsyncIterator[Any]]) -> C
             error = exc
             await _fail(context, method, exc)
         finally:
-            metrics.RPC_HANDLED.labels(method, _code_of(context, error)).inc()
+            _finish(span, method, _code_of(context, error), started)
 
     return stream

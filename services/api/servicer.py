@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from services.api import convert, metrics
 from services.api.settings import DEFAULT_PAGE_SIZE, ApiSettings
@@ -21,10 +23,12 @@ from shared.errors import InvalidArgument
 from shared.jobs import NewJob
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1 import job_service_pb2_grpc as pb_grpc
+from shared.telemetry import current_traceparent
 
 __all__ = ["JobServicer"]
 
 T = TypeVar("T")
+tracer = trace.get_tracer("services.api")
 
 
 class JobServicer(pb_grpc.JobServiceServicer):
@@ -35,10 +39,14 @@ class JobServicer(pb_grpc.JobServiceServicer):
         self.watcher = JobWatcher(lambda ids: self._db(store.get_jobs, ids), settings.watch_poll_interval_seconds)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        """Run a blocking JobStore call on the database thread pool, inside a client span."""
+        with tracer.start_as_current_span(
+            f"db {fn.__name__}", kind=SpanKind.CLIENT, attributes={"db.system": "postgresql"}
+        ):
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def _validated(self, request: pb.SubmitJobRequest) -> tuple[NewJob, str]:
-        job = convert.new_job_from_proto(request, self.settings.job_timeout_seconds)
+        job = convert.new_job_from_proto(request, self.settings.job_timeout_seconds, current_traceparent())
         return job, job.validate(self.settings.max_payload_bytes)
 
     async def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.aio.ServicerContext) -> Any:
