@@ -19,8 +19,8 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
-from typing import Any
 from datetime import datetime, timezone
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
