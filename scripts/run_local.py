@@ -241,7 +241,7 @@ class EmbeddedPostgres:
                 "run `make install` (or pip install pgserver), or set DATABASE_URL=postgresql://..."
             ) from None
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        leftover = (self.data_dir / "postmaster.pid").exists()
+        leftover = self._running_pid()
         try:
             server = pgserver.get_server(self.data_dir, cleanup_mode=None)
         except Exception as error:
@@ -252,12 +252,20 @@ class EmbeddedPostgres:
         info = server.get_postmaster_info()
         self.pid = int(info.pid)
         self.socket_dir = Path(info.socket_dir) if info.socket_dir is not None else None
-        verb = "adopted the embedded PostgreSQL left running" if leftover else "started embedded PostgreSQL"
+        verb = "adopted the embedded PostgreSQL left running" if leftover == self.pid else "started embedded PostgreSQL"
         log(f"{verb} (pid {self.pid}) with its data in {self.data_dir}")
         url = self.url(EMBEDDED_DATABASE) if self.socket_dir else server.get_uri(EMBEDDED_DATABASE)
         admin_url = self.url("postgres") if self.socket_dir else server.get_uri("postgres")
         create_database_if_missing(admin_url, EMBEDDED_DATABASE)
         return url
+
+    def _running_pid(self) -> int | None:
+        """The pid of a server already running on this data folder (a run killed before it could stop it)."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if process_alive(pid) else None
 
     def url(self, database: str) -> str:
         """A libpq/SQLAlchemy URL for the unix socket: postgresql://postgres@/jobs?host=/socket/dir."""
@@ -493,6 +501,12 @@ class Signals:
         self.stop.set()
 
 
+def describe_exit(code: int) -> str:
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
 def supervise(children: Sequence[Child], signals: Signals, ports: Ports, database: str, started: float) -> int:
     """Wait for a stop signal or for a child to exit; print the banner once the API answers /health."""
     ready = False
@@ -501,7 +515,7 @@ def supervise(children: Sequence[Child], signals: Signals, ports: Ports, databas
         for child in children:
             code = child.poll()
             if code is not None:
-                log(f"{child.name} exited unexpectedly with code {code}; stopping the others")
+                log(f"{child.name} exited unexpectedly ({describe_exit(code)}); stopping the others")
                 return EXIT_CHILD_FAILED
         if not ready:
             ready = api_healthy(ports.http)
