@@ -16,11 +16,12 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from services.api import convert, metrics
+from services.api.group_commit import GroupCommitter
 from services.api.settings import DEFAULT_PAGE_SIZE, ApiSettings
 from services.api.watch import JobWatcher
 from shared.database.jobs import JobStore
-from shared.errors import InvalidArgument
-from shared.jobs import NewJob
+from shared.errors import IdempotencyConflict, InvalidArgument
+from shared.jobs import NewJob, SubmitResult
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1 import job_service_pb2_grpc as pb_grpc
 from shared.telemetry import current_traceparent
@@ -36,6 +37,12 @@ class JobServicer(pb_grpc.JobServiceServicer):
         self.store = store
         self.settings = settings
         self._pool = ThreadPoolExecutor(max_workers=settings.db_pool_size, thread_name_prefix="db")
+        self.submitter: GroupCommitter[tuple[NewJob, str], SubmitResult | IdempotencyConflict] = GroupCommitter(
+            lambda jobs: self._db(store.submit_jobs_independently, jobs),
+            max_group=settings.max_batch_size,
+            # Leave connections for reads while submits stream in.
+            max_concurrent_writes=max(1, settings.db_pool_size // 2),
+        )
         self.watcher = JobWatcher(lambda ids: self._db(store.get_jobs, ids), settings.watch_poll_interval_seconds)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -50,8 +57,10 @@ class JobServicer(pb_grpc.JobServiceServicer):
         return job, job.validate(self.settings.max_payload_bytes)
 
     async def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.aio.ServicerContext) -> Any:
-        job = self._validated(request)
-        (result,) = await self._db(self.store.submit_jobs, [job])
+        outcome = await self.submitter.submit(self._validated(request))
+        if isinstance(outcome, IdempotencyConflict):
+            raise outcome
+        result = outcome
         metrics.record_submitted([result])
         return convert.submit_result_to_proto(result)
 

@@ -46,12 +46,23 @@ class JobStore:
         self.engine = engine
 
     def submit_jobs(self, jobs: Sequence[tuple[NewJob, str]]) -> list[SubmitResult]:
-        """Insert validated jobs (each with its payload encoded as JSON) in one transaction.
+        """Insert validated jobs (each with its payload encoded as JSON) in one transaction, all or nothing.
 
         A job whose idempotency key already names a job with the same type and payload gives
-        that job back (created=False); with another type or payload, IdempotencyConflict.
-        Keys repeated inside the batch behave as if submitted one after the other.
+        that job back (created=False); with another type or payload, IdempotencyConflict, and
+        nothing of the batch is stored. Keys repeated inside the batch behave as if submitted one
+        after the other.
         """
+        outcomes = self._insert(jobs, all_or_nothing=True)
+        return [outcome for outcome in outcomes if isinstance(outcome, SubmitResult)]
+
+    def submit_jobs_independently(self, jobs: Sequence[tuple[NewJob, str]]) -> list[SubmitResult | IdempotencyConflict]:
+        """Group commit: unrelated submits share one transaction, and a conflict fails only its own job."""
+        return self._insert(jobs, all_or_nothing=False)
+
+    def _insert(
+        self, jobs: Sequence[tuple[NewJob, str]], all_or_nothing: bool
+    ) -> list[SubmitResult | IdempotencyConflict]:
         params = {
             "types": [job.type for job, _ in jobs],
             "priorities": [job.priority for job, _ in jobs],
@@ -64,17 +75,21 @@ class JobStore:
         }
         with translate_errors(), self.engine.begin() as conn:
             inserted = [Job.from_row(row._mapping) for row in conn.execute(query("submit_jobs"), params)]
-            results = self._match_submissions(conn, jobs, inserted)
-            created = {r.job.status for r in results if r.created}
+            outcomes = self._match_submissions(conn, jobs, inserted)
+            if all_or_nothing:
+                for outcome in outcomes:
+                    if isinstance(outcome, IdempotencyConflict):
+                        raise outcome
+            created = {o.job.status for o in outcomes if isinstance(o, SubmitResult) and o.created}
             if JobStatus.READY in created:
                 conn.execute(query("notify_jobs_ready"))
             if JobStatus.PENDING in created:
                 conn.execute(query("notify_jobs_scheduled"))
-        return results
+        return outcomes
 
     def _match_submissions(
         self, conn: Connection, jobs: Sequence[tuple[NewJob, str]], inserted: list[Job]
-    ) -> list[SubmitResult]:
+    ) -> list[SubmitResult | IdempotencyConflict]:
         # Rows come back in insert order, which is request order minus the skipped keys.
         inserted.sort(key=lambda job: job.job_id)
         fresh = iter(inserted)
@@ -84,28 +99,31 @@ class JobStore:
             for job, _ in jobs
             if job.idempotency_key is not None and job.idempotency_key not in created_keys
         ]
-        existing: dict[str, Job] = {}
+        owners: dict[str, Job] = {}
         if missing_keys:
             rows = conn.execute(query("select_jobs_by_idempotency_keys"), {"keys": missing_keys})
-            existing = {row.idempotency_key: Job.from_row(row._mapping) for row in rows}
-        results: list[SubmitResult] = []
-        claimed: set[str] = set()
+            owners = {row.idempotency_key: Job.from_row(row._mapping) for row in rows}
+        outcomes: list[SubmitResult | IdempotencyConflict] = []
         for new_job, encoded in jobs:
             key = new_job.idempotency_key
-            if key is not None and (key in claimed or key in existing):
-                original = existing.get(key) or next(r.job for r in results if r.job.idempotency_key == key)
-                if original.type != new_job.type or original.payload != json.loads(encoded):
-                    raise IdempotencyConflict(key, original.job_id)
-                results.append(SubmitResult(original, created=False))
+            owner = owners.get(key) if key is not None else None
+            if owner is not None:
+                if owner.type != new_job.type or owner.payload != json.loads(encoded):
+                    outcomes.append(IdempotencyConflict(key or "", owner.job_id))
+                else:
+                    outcomes.append(SubmitResult(owner, created=False))
                 continue
             if key is not None and key not in created_keys:
-                # The job that owned the key was deleted between our insert and our read; the caller
-                # may simply retry.
-                raise IdempotencyConflict(key, 0)
-            results.append(SubmitResult(next(fresh), created=True))
+                # The job that owned the key was deleted between our insert and our read.
+                outcomes.append(IdempotencyConflict(key, 0))
+                continue
+            job = next(fresh)
+            outcomes.append(SubmitResult(job, created=True))
             if key is not None:
-                claimed.add(key)
-        return results
+                # Later jobs of this batch with the same key are replays of this one.
+                owners[key] = job
+                created_keys.discard(key)
+        return outcomes
 
     def get_job(self, job_id: int) -> Job:
         with translate_errors(), self.engine.connect() as conn:
