@@ -255,3 +255,27 @@ def test_health_and_reflection(api: ApiServer, grpc_channel: grpc.Channel) -> No
     replies = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     names = {s.name for r in replies for s in r.list_services_response.service}
     assert "jobs.v1.JobService" in names
+
+
+def test_a_conflict_fails_only_its_own_submit_when_submits_share_a_transaction(
+    stub: JobServiceStub, db: str
+) -> None:
+    stub.SubmitJob(pb.SubmitJobRequest(type="pay", payload=struct(amount=1), idempotency_key="taken"))
+    barrier = threading.Barrier(40)
+
+    def submit(i: int) -> str:
+        if i % 2:
+            request = pb.SubmitJobRequest(type="pay", payload=struct(amount=2), idempotency_key="taken")
+        else:
+            request = pb.SubmitJobRequest(type="pay", payload=struct(amount=i))
+        barrier.wait()
+        try:
+            return "created" if stub.SubmitJob(request).created else "replayed"
+        except grpc.RpcError as error:
+            return code_of(error).name
+
+    with ThreadPoolExecutor(40) as pool:
+        outcomes = list(pool.map(submit, range(40)))
+    assert outcomes.count("created") == 20
+    assert outcomes.count("ALREADY_EXISTS") == 20
+    assert sql(db, "SELECT count(*) FROM jobs") == [(21,)]
