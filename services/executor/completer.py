@@ -1,0 +1,183 @@
+"""The outcome writer: batches the outcomes of many attempts into one complete_jobs statement per flush.
+
+A flush happens once ``batch_size`` outcomes are waiting, or ``flush_seconds`` after the first one
+arrived. While the database is down, outcomes stay in memory (their jobs are still leased to this
+executor, and the heartbeat keeps those leases alive) and are written once it is back. An outcome
+whose lease token no longer matches is stale: dropped, logged and counted in stale_outcomes_total.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from services.executor import metrics
+from services.executor.loops import DatabaseCalls, RetryBackoff
+from services.executor.outcomes import clean_message, describe_error
+from shared.database.queue import JobOutcome, JobQueue, LeasedJob
+from shared.errors import DatabaseUnavailable
+from shared.jobs import JobStatus
+
+__all__ = ["Completer"]
+
+logger = logging.getLogger(__name__)
+
+_COUNTERS = {
+    JobStatus.COMPLETED: metrics.JOBS_COMPLETED,
+    JobStatus.FAILED: metrics.JOBS_FAILED,
+    JobStatus.PENDING: metrics.JOBS_RETRIED,
+    JobStatus.CANCELLED: metrics.JOBS_CANCELLED,
+}
+
+
+class Completer:
+    """Collects outcomes (``add``) and writes them in batches (``run``) until closed."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        database: DatabaseCalls,
+        write_lock: asyncio.Lock,
+        batch_size: int,
+        flush_seconds: float,
+        on_flushed: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._queue = queue
+        self._database = database
+        self._write_lock = write_lock
+        self._batch_size = batch_size
+        self._flush_seconds = flush_seconds
+        self._on_flushed = on_flushed
+        self._buffer: list[tuple[LeasedJob, JobOutcome]] = []
+        self._in_flight: list[tuple[LeasedJob, JobOutcome]] = []
+        self._arrived = asyncio.Event()
+        self._closing = False
+
+    def add(self, job: LeasedJob, outcome: JobOutcome) -> None:
+        """Queue an outcome for the next flush."""
+        self._buffer.append((job, outcome))
+        if not self._arrived.is_set():
+            self._arrived.set()
+
+    @property
+    def backlog(self) -> int:
+        """Outcomes not yet written."""
+        return len(self._buffer) + len(self._in_flight)
+
+    def pending_leases(self) -> list[tuple[int, str]]:
+        """(job_id, lease_token) of the outcomes not yet written: their leases must stay alive."""
+        return [(job.job_id, job.lease_token) for job, _ in (*self._in_flight, *self._buffer)]
+
+    async def run(self) -> None:
+        """Flush until ``close`` is called and everything is written."""
+        backoff = RetryBackoff()
+        while True:
+            if not self._buffer:
+                if self._closing:
+                    return
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            if len(self._buffer) < self._batch_size and not self._closing and self._flush_seconds > 0:
+                # Give the outcomes of other jobs a moment to share this write.
+                await asyncio.sleep(self._flush_seconds)
+            batch = self._buffer[: self._batch_size]
+            del self._buffer[: self._batch_size]
+            self._in_flight = batch
+            metrics.OUTCOMES_PENDING.set(self.backlog)
+            try:
+                written = await self._write([outcome for _, outcome in batch])
+            except DatabaseUnavailable:
+                self._buffer[:0] = batch
+                self._in_flight = []
+                await asyncio.sleep(backoff.next())
+                continue
+            except Exception:
+                logger.exception("complete_jobs failed for a batch of %d; writing its outcomes one by one", len(batch))
+                written = await self._write_one_by_one(batch)
+            finally:
+                self._in_flight = []
+            backoff.reset()
+            self._account(batch, written)
+            metrics.OUTCOMES_PENDING.set(self.backlog)
+            self._on_flushed()
+
+    async def close(self, timeout: float, task: asyncio.Task[None]) -> int:
+        """Flush what is left (retrying through an outage) for up to ``timeout`` seconds.
+
+        Returns how many outcomes could not be written; their jobs stay leased until the lease expires
+        and the scheduler rescues them, so nothing is lost, but they run again.
+        """
+        self._closing = True
+        self._arrived.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except asyncio.TimeoutError:
+            task.cancel()
+        left = self.backlog
+        if left:
+            ids = sorted(job.job_id for job, _ in (*self._in_flight, *self._buffer))
+            logger.error(
+                "%d outcomes could not be written before exit; the scheduler will rescue those jobs when their "
+                "leases expire: %s",
+                left,
+                ids[:50],
+                extra={"count": left},
+            )
+        return left
+
+    async def _write(self, outcomes: Sequence[JobOutcome]) -> dict[int, JobStatus]:
+        async with self._write_lock:
+            return await self._database.call("complete_jobs", self._queue.complete_jobs, outcomes)
+
+    async def _write_one_by_one(self, batch: list[tuple[LeasedJob, JobOutcome]]) -> dict[int, JobStatus]:
+        """Isolate an outcome the database refuses, so it cannot block the others forever."""
+        written: dict[int, JobStatus] = {}
+        for index, (job, outcome) in enumerate(batch):
+            try:
+                written.update(await self._write([outcome]))
+                continue
+            except DatabaseUnavailable:
+                # Back into the queue with the rest; run() retries them after the outage.
+                self._buffer[:0] = batch[index:]
+                del batch[index:]
+                return written
+            except Exception as error:
+                reason = describe_error(error)
+            logger.error(
+                "the database refused the outcome of a job (%s); failing it without a result",
+                reason,
+                extra={"job_id": job.job_id, "type": job.type, "attempt": job.attempt},
+            )
+            fallback = JobOutcome(
+                outcome.job_id,
+                outcome.lease_token,
+                JobStatus.FAILED,
+                error_message=clean_message(f"could not store the outcome: {reason}"),
+            )
+            try:
+                written.update(await self._write([fallback]))
+            except Exception:
+                logger.exception(
+                    "could not store the fallback outcome either; the job will be rescued when its lease expires",
+                    extra={"job_id": job.job_id, "type": job.type, "attempt": job.attempt},
+                )
+                written[job.job_id] = JobStatus.PROCESSING  # neither written nor stale: leave it to the rescuer
+        return written
+
+    def _account(self, batch: Sequence[tuple[LeasedJob, JobOutcome]], written: dict[int, JobStatus]) -> None:
+        counts: Counter[tuple[JobStatus, str]] = Counter()
+        for job, _ in batch:
+            status = written.get(job.job_id)
+            if status is None:
+                metrics.STALE_OUTCOMES.inc()
+                logger.warning(
+                    "stale outcome dropped: the lease is no longer held (rescued or re-leased)",
+                    extra={"job_id": job.job_id, "type": job.type, "attempt": job.attempt},
+                )
+            elif status in _COUNTERS:
+                counts[(status, job.type)] += 1
+        for (status, job_type), count in counts.items():
+            _COUNTERS[status].labels(job_type).inc(count)

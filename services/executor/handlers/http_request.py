@@ -1,0 +1,114 @@
+"""``http_request``: call an HTTP(S) URL, so services in any language can be the target of jobs.
+
+Payload:
+    url       http:// or https:// URL (required)
+    method    GET (default), HEAD, POST, PUT, PATCH, DELETE or OPTIONS
+    headers   object of header name -> string value
+    body      a string (sent as is), or any other JSON value (sent as JSON, Content-Type application/json)
+    timeout   seconds for the whole exchange (default 30; never past the job's own deadline)
+
+Result on 2xx: ``{"status": 200, "headers": {...}, "body": "<text, at most 64 KiB>", "truncated": false}``.
+Network errors, timeouts, 5xx, 408, 425 and 429 are retryable failures; any other status (3xx left
+after following redirects, 4xx) fails the job at once: sending the same request again would not help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from services.executor.context import JobContext
+from services.executor.errors import PermanentError
+from services.executor.handlers.basic import number_field
+from services.executor.registry import handler
+
+__all__ = ["RESPONSE_BODY_LIMIT", "http_request"]
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+DEFAULT_TIMEOUT_SECONDS = 30.0
+MAX_TIMEOUT_SECONDS = 3600.0
+RESPONSE_BODY_LIMIT = 64 * 1024
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+ERROR_BODY_SNIPPET = 200
+
+
+class HttpStatusError(Exception):
+    """A non-2xx answer that may succeed when retried (5xx, 408, 425, 429)."""
+
+
+@handler("http_request")
+async def http_request(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Send the request; see the module docstring for the payload and the result."""
+    url = payload.get("url")
+    if not isinstance(url, str) or not url:
+        raise PermanentError("payload.url is required (an http:// or https:// URL)")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PermanentError(f"payload.url must be an http:// or https:// URL with a host, got {url!r}")
+    method = payload.get("method", "GET")
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        raise PermanentError(f"payload.method must be one of {', '.join(sorted(METHODS))}, got {method!r}")
+    method = method.upper()
+    headers = payload.get("headers") or {}
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and "\n" not in k + v and "\r" not in k + v
+        for k, v in headers.items()
+    ):
+        raise PermanentError("payload.headers must be an object of one-line string values")
+    data: bytes | None = None
+    if "body" in payload and payload["body"] is not None:
+        body = payload["body"]
+        if isinstance(body, str):
+            data = body.encode("utf-8")
+        else:
+            data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+            if not any(k.lower() == "content-type" for k in headers):
+                headers = {**headers, "Content-Type": "application/json"}
+    timeout = number_field(
+        payload, "timeout", default=DEFAULT_TIMEOUT_SECONDS, minimum=0.001, maximum=MAX_TIMEOUT_SECONDS
+    )
+    timeout = max(0.001, min(timeout, ctx.remaining_seconds))
+
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.request(method, url, headers=headers, data=data) as response,
+        ):
+            raw = await response.content.read(RESPONSE_BODY_LIMIT + 1)
+            charset = response.charset or "utf-8"
+            status = response.status
+            response_headers = {name: ", ".join(response.headers.getall(name)) for name in response.headers}
+    except aiohttp.InvalidURL as error:
+        raise PermanentError(f"invalid URL: {error}") from error
+    except asyncio.TimeoutError as error:
+        raise TimeoutError(f"{method} {_safe(url)}: no complete answer within {timeout:g} s") from error
+    except aiohttp.ClientError as error:
+        raise ConnectionError(f"{method} {_safe(url)}: {type(error).__name__}: {error}") from error
+
+    truncated = len(raw) > RESPONSE_BODY_LIMIT
+    try:
+        text = raw[:RESPONSE_BODY_LIMIT].decode(charset, "replace")
+    except LookupError:  # an unknown charset name in Content-Type
+        text = raw[:RESPONSE_BODY_LIMIT].decode("utf-8", "replace")
+    text = text.replace("\x00", "\ufffd")  # jsonb cannot store NUL
+    if 200 <= status < 300:
+        return {"status": status, "headers": response_headers, "body": text, "truncated": truncated}
+    message = f"{method} {_safe(url)} answered HTTP {status}: {text[:ERROR_BODY_SNIPPET]}"
+    if status >= 500 or status in RETRYABLE_STATUSES:
+        raise HttpStatusError(message)
+    raise PermanentError(message)
+
+
+def _safe(url: str) -> str:
+    """The URL without credentials, for error messages."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc=netloc)
+    return parts._replace(query="").geturl()

@@ -1,0 +1,310 @@
+"""Running attempts: one per leased job, each with its timeout, cancellation and a slot of the concurrency.
+
+Async handlers run as tasks on the event loop; sync handlers run in a thread pool. A timed-out or
+cancelled async handler has its task cancelled. A thread cannot be killed, so a sync handler past its
+timeout or cancel is *abandoned*: its context says ``cancelled``, its slot is freed at once, and its
+late result is discarded when the thread finally returns. The pool has ``max_abandoned_threads`` threads
+beyond the concurrency for such stragglers; past that allowance each straggler keeps holding a slot,
+so a handler that hangs forever can slow the executor down but never grow its threads without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from services.executor import metrics
+from services.executor.context import JobContext
+from services.executor.errors import PermanentError
+from services.executor.outcomes import (
+    BackoffPolicy,
+    InvalidResult,
+    cancelled,
+    completed,
+    describe_error,
+    encode_result,
+    failed,
+)
+from services.executor.registry import HandlerRegistry, Registration
+from shared.database.queue import JobOutcome, LeasedJob
+from shared.jobs import JobStatus
+
+__all__ = ["HandlerAborted", "Runner"]
+
+logger = logging.getLogger(__name__)
+
+ReportOutcome = Callable[[LeasedJob, JobOutcome], None]
+
+
+class HandlerAborted(Exception):
+    """An async handler raised SystemExit or KeyboardInterrupt: a failure of the job, not of the executor."""
+
+
+class Attempt:
+    """One running attempt of a leased job."""
+
+    __slots__ = ("abandoned", "context", "finished", "job", "started", "task", "thread_future", "timer")
+
+    def __init__(self, job: LeasedJob, context: JobContext, started: float) -> None:
+        self.job = job
+        self.context = context
+        self.started = started
+        self.task: asyncio.Future[Any] | None = None
+        self.thread_future: concurrent.futures.Future[Any] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        # Set once the attempt's fate is decided (done, timed out, cancelled, lost, interrupted); whatever
+        # happens to the handler afterwards is ignored.
+        self.finished = False
+        self.abandoned = False
+
+
+class Runner:
+    """Starts attempts and decides each one's outcome, which goes to ``report``."""
+
+    def __init__(
+        self,
+        registry: HandlerRegistry,
+        concurrency: int,
+        max_abandoned_threads: int,
+        max_result_bytes: int,
+        backoff: BackoffPolicy,
+        report: ReportOutcome,
+        on_slot_freed: Callable[[], None],
+    ) -> None:
+        self._registry = registry
+        self._concurrency = concurrency
+        self._max_abandoned = max_abandoned_threads
+        self._max_result_bytes = max_result_bytes
+        self._backoff = backoff
+        self._report = report
+        self._on_slot_freed = on_slot_freed
+        self._running: dict[int, Attempt] = {}
+        self._abandoned_threads = 0
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._loop = asyncio.get_running_loop()
+
+    # -- what the other loops ask ------------------------------------------------------------------
+
+    def free_slots(self) -> int:
+        """How many more jobs may start now."""
+        overdrawn = max(0, self._abandoned_threads - self._max_abandoned)
+        return max(0, self._concurrency - len(self._running) - overdrawn)
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    @property
+    def abandoned_threads(self) -> int:
+        return self._abandoned_threads
+
+    def running_leases(self) -> list[tuple[int, str]]:
+        """(job_id, lease_token) of every running attempt."""
+        return [(job_id, attempt.job.lease_token) for job_id, attempt in self._running.items()]
+
+    def is_running(self, job_id: int, lease_token: str | None = None) -> bool:
+        """Whether an attempt of ``job_id`` (under ``lease_token``, when given) is running."""
+        attempt = self._running.get(job_id)
+        return attempt is not None and (lease_token is None or attempt.job.lease_token == lease_token)
+
+    async def wait_idle(self) -> None:
+        """Return once no attempt is running."""
+        await self._idle.wait()
+
+    # -- starting ----------------------------------------------------------------------------------
+
+    def start(self, job: LeasedJob) -> None:
+        """Start an attempt of ``job``; its outcome is reported when it ends."""
+        loop = self._loop
+        context = JobContext(job.job_id, job.type, job.attempt, job.max_attempts, job.timeout_seconds)
+        attempt = Attempt(job, context, loop.time())
+        self._running[job.job_id] = attempt
+        self._idle.clear()
+        metrics.JOBS_RUNNING.inc()
+        metrics.JOB_QUEUE_WAIT.labels(job.type).observe(max(0.0, (job.started_at - job.run_at).total_seconds()))
+        registration = self._registry.get(job.type)
+        if registration is None:
+            # Only registered types are leased; this guards against a registry changed at run time.
+            self._finish(attempt, self._failure(job, f"no handler for job type {job.type!r}", retryable=False))
+            return
+        if not isinstance(job.payload, dict):
+            message = f"payload must be a JSON object, got {type(job.payload).__name__}"
+            self._finish(attempt, self._failure(job, message, retryable=False))
+            return
+        logger.debug("job started", extra=_log_fields(job))
+        try:
+            self._launch(attempt, registration)
+        except Exception as error:  # e.g. the thread pool refused work; never leave the slot taken
+            logger.exception("could not start the handler", extra=_log_fields(job))
+            self._finish(attempt, self._failure(job, f"could not start the handler: {describe_error(error)}"))
+            return
+        attempt.timer = loop.call_later(job.timeout_seconds, self._time_out, attempt)
+
+    def _launch(self, attempt: Attempt, registration: Registration) -> None:
+        job, context = attempt.job, attempt.context
+        if registration.is_async:
+            task = asyncio.ensure_future(_call_async(registration.function, job.payload, context))
+            attempt.task = task
+            task.add_done_callback(lambda future: self._on_task_done(attempt, future))
+            return
+        if self._threads is None:
+            self._threads = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self._concurrency + self._max_abandoned, thread_name_prefix="handler"
+            )
+        thread_future = self._threads.submit(registration.function, job.payload, context)
+        attempt.thread_future = thread_future
+        thread_future.add_done_callback(lambda future: self._from_thread(attempt, future))
+
+    # -- endings -----------------------------------------------------------------------------------
+
+    def _from_thread(self, attempt: Attempt, future: concurrent.futures.Future[Any]) -> None:
+        # Runs in the handler's thread: hop onto the event loop.
+        # RuntimeError: the loop is closed, the executor is exiting and the result is no longer wanted.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._on_thread_done, attempt, future)
+
+    def _on_thread_done(self, attempt: Attempt, future: concurrent.futures.Future[Any]) -> None:
+        if attempt.finished:
+            if attempt.abandoned:
+                attempt.abandoned = False
+                self._abandoned_threads -= 1
+                metrics.ABANDONED_THREADS.set(self._abandoned_threads)
+                logger.info(
+                    "an abandoned handler thread returned; its result is discarded", extra=_log_fields(attempt.job)
+                )
+                self._on_slot_freed()
+            return
+        self._decide(attempt, future)
+
+    def _on_task_done(self, attempt: Attempt, future: asyncio.Future[Any]) -> None:
+        if attempt.finished:
+            if not future.cancelled():
+                future.exception()  # retrieved, so asyncio does not log "exception never retrieved"
+            return
+        self._decide(attempt, future)
+
+    def _decide(self, attempt: Attempt, future: asyncio.Future[Any] | concurrent.futures.Future[Any]) -> None:
+        job = attempt.job
+        try:
+            if future.cancelled():
+                outcome = self._failure(job, "the handler was cancelled")
+            elif (error := future.exception()) is not None:
+                outcome = self._failure(job, describe_error(error), retryable=not isinstance(error, PermanentError))
+            else:
+                result = future.result()
+                if inspect.isawaitable(result):
+                    if inspect.iscoroutine(result):
+                        result.close()
+                    raise InvalidResult("a sync handler returned an awaitable; declare the handler `async def`")
+                outcome = completed(job, encode_result(result, self._max_result_bytes))
+        except InvalidResult as error:
+            outcome = self._failure(job, str(error), retryable=False)
+        except Exception as error:  # never leave a slot taken because deciding went wrong
+            logger.exception("could not judge the handler's outcome", extra=_log_fields(job))
+            outcome = self._failure(job, f"executor error: {describe_error(error)}")
+        self._finish(attempt, outcome)
+
+    def _time_out(self, attempt: Attempt) -> None:
+        if attempt.finished:
+            return
+        job = attempt.job
+        self._stop(attempt)
+        self._finish(attempt, self._failure(job, f"timed out after {job.timeout_seconds} s"))
+
+    def cancel(self, job_id: int) -> None:
+        """A cancel was requested for a running job: stop it and report CANCELLED; late results are discarded."""
+        attempt = self._running.get(job_id)
+        if attempt is None or attempt.finished:
+            return
+        self._stop(attempt)
+        logger.info("job cancelled while running", extra=_log_fields(attempt.job))
+        self._finish(attempt, cancelled(attempt.job))
+
+    def lose(self, job_id: int) -> None:
+        """The lease was taken over (rescued, re-leased): stop the job and report nothing."""
+        attempt = self._running.get(job_id)
+        if attempt is None or attempt.finished:
+            return
+        self._stop(attempt)
+        metrics.LEASES_LOST.inc()
+        logger.warning("lease lost while running; the result will be discarded", extra=_log_fields(attempt.job))
+        self._finish(attempt, None)
+
+    def interrupt_all(self) -> list[tuple[int, str]]:
+        """Stop every running attempt without an outcome (shutdown); return their leases to hand back."""
+        leases = []
+        for attempt in list(self._running.values()):
+            if attempt.finished:
+                continue
+            self._stop(attempt)
+            leases.append((attempt.job.job_id, attempt.job.lease_token))
+            logger.info("job interrupted by shutdown; its lease is handed back", extra=_log_fields(attempt.job))
+            self._finish(attempt, None)
+        return leases
+
+    def _stop(self, attempt: Attempt) -> None:
+        attempt.finished = True
+        attempt.context.cancel()
+        if attempt.task is not None:
+            attempt.task.cancel()
+        elif (
+            attempt.thread_future is not None
+            and not attempt.thread_future.cancel()  # False: a thread already runs it
+            and not attempt.thread_future.done()
+        ):
+            attempt.abandoned = True
+            self._abandoned_threads += 1
+            metrics.ABANDONED_THREADS.set(self._abandoned_threads)
+
+    def _finish(self, attempt: Attempt, outcome: JobOutcome | None) -> None:
+        attempt.finished = True
+        if attempt.timer is not None:
+            attempt.timer.cancel()
+        job = attempt.job
+        if self._running.pop(job.job_id, None) is not None:
+            metrics.JOBS_RUNNING.dec()
+        if not self._running:
+            self._idle.set()
+        metrics.JOB_DURATION.labels(job.type).observe(self._loop.time() - attempt.started)
+        if outcome is not None:
+            if outcome.error_message is not None and outcome.status is not JobStatus.CANCELLED:
+                logger.warning(
+                    "job attempt failed (%s): %s",
+                    "retry" if outcome.retry_delay is not None else "final",
+                    outcome.error_message,
+                    extra=_log_fields(job),
+                )
+            else:
+                logger.debug("job attempt ended: %s", outcome.status.value, extra=_log_fields(job))
+            self._report(job, outcome)
+        self._on_slot_freed()
+
+    def _failure(self, job: LeasedJob, message: str, retryable: bool = True) -> JobOutcome:
+        return failed(job, message, retryable=retryable, backoff=self._backoff)
+
+    def shutdown_threads(self) -> None:
+        """Let go of the thread pool without waiting for abandoned threads."""
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+async def _call_async(function: Callable[..., Any], payload: dict[str, Any], context: JobContext) -> Any:
+    try:
+        result = function(payload, context)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+    except (SystemExit, KeyboardInterrupt) as error:
+        # Left alone, these would propagate out of the event loop and stop the whole executor.
+        raise HandlerAborted(f"handler raised {type(error).__name__}: {error}") from error
+
+
+def _log_fields(job: LeasedJob) -> dict[str, Any]:
+    return {"job_id": job.job_id, "type": job.type, "attempt": job.attempt}
