@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import grpc
 import psycopg2
@@ -20,7 +21,7 @@ from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from tests.support.api import ApiServer
 
 
-def struct(**values: object) -> struct_pb2.Struct:
+def struct(**values: Any) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(values)
     return message
@@ -33,7 +34,7 @@ def sql(db: str, statement: str, *args: object) -> list[tuple[object, ...]]:
 
 
 def code_of(call: grpc.RpcError) -> grpc.StatusCode:
-    return call.code()  # type: ignore[attr-defined,no-any-return]
+    return call.code()
 
 
 def test_submit_and_get(stub: JobServiceStub) -> None:

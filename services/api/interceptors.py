@@ -14,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.api import metrics
+from services.api.auth import TokenChecker
 from services.api.errors import grpc_code, internal_status, status_for
 from shared.errors import DatabaseUnavailable, JobServiceError
 from shared.telemetry import context_from_carrier
@@ -26,6 +27,9 @@ SERVICE = "jobs.v1.JobService"
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, tokens: TokenChecker) -> None:
+        self.tokens = tokens
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -35,6 +39,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method.rsplit("/", 1)[-1]
+        authorization = next(
+            (value for key, value in handler_call_details.invocation_metadata or () if key == "authorization"),
+            None,
+        )
+        if not self.tokens.allows(handler_call_details.method, authorization):
+            return _refuse(method, handler)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(method, handler.unary_unary),
@@ -48,6 +58,41 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+def _refuse(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A handler of the same shape that answers UNAUTHENTICATED without running the method."""
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        metrics.RPC_HANDLED.labels(method, "UNAUTHENTICATED").inc()
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid 'authorization: Bearer <token>' is required")
+
+    async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await refuse(request, context)
+        yield  # pragma: no cover - abort raised above
+
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            refuse_stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_stream is not None:
+
+        async def refuse_bidi(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            await refuse(None, context)
+            yield  # pragma: no cover - abort raised above
+
+        return grpc.stream_stream_rpc_method_handler(
+            refuse_bidi,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return grpc.unary_unary_rpc_method_handler(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 async def _fail(context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:

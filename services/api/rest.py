@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.api.auth import TokenChecker
 from services.api.convert import plain_numbers
 from services.api.errors import http_status
 
@@ -300,9 +301,22 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
         return web.json_response(error_body(500, grpc.StatusCode.INTERNAL, "internal error", []), status=500)
 
 
-def build_rest_app(channel: grpc.aio.Channel, service: ServiceDescriptor, max_body_bytes: int) -> web.Application:
+def build_rest_app(
+    channel: grpc.aio.Channel,
+    service: ServiceDescriptor,
+    max_body_bytes: int,
+    metrics_tokens: TokenChecker | None = None,
+) -> web.Application:
+    """The REST app; ``metrics_tokens`` makes /metrics need a bearer token too."""
     app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
     app.router.add_get("/health", health)
-    app.router.add_get("/metrics", metrics_endpoint)
+
+    async def guarded_metrics(request: web.Request) -> web.Response:
+        if metrics_tokens is not None and not metrics_tokens.allows("/metrics", request.headers.get("Authorization")):
+            body = error_body(401, grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required", [])
+            return web.json_response(body, status=401)
+        return await metrics_endpoint(request)
+
+    app.router.add_get("/metrics", guarded_metrics)
     RestGateway(channel, service).add_routes(app)
     return app

@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.api.auth import TokenChecker
 from services.api.interceptors import ServiceInterceptor
 from services.api.rest import build_rest_app
 from services.api.servicer import JobServicer
@@ -57,25 +63,46 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
-    server = grpc.aio.server(interceptors=[ServiceInterceptor()], options=message_options)
+    tokens = TokenChecker(settings.api_tokens)
+    server = grpc.aio.server(interceptors=[ServiceInterceptor(tokens)], options=message_options)
     servicer = JobServicer(store, settings)
     pb_grpc.add_JobServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     grpc_address = f"{settings.bind_host}:{settings.grpc_port}"
-    server.add_insecure_port(grpc_address)
+    tls = load_tls(settings)
+    if tls is None:
+        server.add_insecure_port(grpc_address)
+    else:
+        server.add_secure_port(grpc_address, grpc.ssl_server_credentials([(tls.key, tls.cert)]))
+    # The REST shim reaches the gRPC server over a private unix socket: no TLS or port needed on loopback.
+    socket_dir = tempfile.mkdtemp(prefix="jobs-api-")
+    loopback = f"unix:{socket_dir}/grpc.sock"
+    server.add_insecure_port(loopback)
     await server.start()
     for name in (SERVICE_NAME, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}", options=message_options)
-    app = build_rest_app(channel, pb.DESCRIPTOR.services_by_name["JobService"], settings.max_message_bytes)
+    channel = grpc.aio.insecure_channel(loopback, options=message_options)
+    app = build_rest_app(
+        channel,
+        pb.DESCRIPTOR.services_by_name["JobService"],
+        settings.max_message_bytes,
+        tokens if settings.metrics_require_token else None,
+    )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.bind_host, settings.http_port)
+    site = web.TCPSite(runner, settings.bind_host, settings.http_port, ssl_context=tls.ssl_context() if tls else None)
     await site.start()
-    log.info("serving gRPC on %s and REST on %s:%d", grpc_address, settings.bind_host, settings.http_port)
+    log.info(
+        "serving gRPC on %s and REST on %s:%d (%s, %s)",
+        grpc_address,
+        settings.bind_host,
+        settings.http_port,
+        "TLS" if tls else "plaintext",
+        "token auth" if tokens.enabled else "no auth",
+    )
 
     await stop.wait()
     log.info("shutting down")
@@ -85,3 +112,28 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
     await channel.close()
     await servicer.close()
     store.engine.dispose()
+    shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: bytes
+    key: bytes
+    cert_file: str
+    key_file: str
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
+def load_tls(settings: ApiSettings) -> TlsFiles | None:
+    if not settings.tls_cert_file:
+        return None
+    return TlsFiles(
+        cert=Path(settings.tls_cert_file).read_bytes(),
+        key=Path(settings.tls_key_file).read_bytes(),
+        cert_file=settings.tls_cert_file,
+        key_file=settings.tls_key_file,
+    )

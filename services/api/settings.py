@@ -13,15 +13,22 @@ Environment variables (flags of ``python -m services.api`` override the common o
 - MAX_MESSAGE_BYTES          largest gRPC message and REST body (default 16777216)
 - JOB_TIMEOUT_SECONDS        timeout_seconds of jobs submitted without one (default 300)
 - WATCH_POLL_INTERVAL_SECONDS  how often WatchJob looks for changes (default 0.1)
+- API_TOKENS                 comma-separated bearer tokens; when set (or API_TOKENS_FILE), every call
+                             but health checks needs ``authorization: Bearer <token>``
+- API_TOKENS_FILE            a file of tokens, one per line
+- METRICS_REQUIRE_TOKEN      true: /metrics needs a token too (default false)
+- TLS_CERT_FILE, TLS_KEY_FILE  serve gRPC and REST over TLS with this certificate and key (PEM)
 - LOG_LEVEL, LOG_FORMAT      logging (INFO; text or json)
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.settings import SettingsError, database_url_from_env, env_float, env_int, env_str
+from services.api.auth import load_tokens
+from shared.settings import SettingsError, database_url_from_env, env_bool, env_float, env_int, env_str
 
 __all__ = ["ApiSettings"]
 
@@ -53,6 +60,10 @@ class ApiSettings:
     watch_poll_interval_seconds: float = DEFAULT_WATCH_POLL_INTERVAL_SECONDS
     log_level: str = "INFO"
     log_format: str = "text"
+    api_tokens: frozenset[str] = frozenset()
+    metrics_require_token: bool = False
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
@@ -60,7 +71,18 @@ class ApiSettings:
         log_format = env_str("LOG_FORMAT", "text", env)
         if log_format not in {"text", "json"}:
             raise SettingsError(f"LOG_FORMAT={log_format!r} must be text or json")
+        tls_cert_file = env_str("TLS_CERT_FILE", "", env)
+        tls_key_file = env_str("TLS_KEY_FILE", "", env)
+        if bool(tls_cert_file) != bool(tls_key_file):
+            raise SettingsError("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
+        for name, path in (("TLS_CERT_FILE", tls_cert_file), ("TLS_KEY_FILE", tls_key_file)):
+            if path and not os.path.isfile(path):
+                raise SettingsError(f"{name}={path!r} is not a readable file")
         return cls(
+            api_tokens=load_tokens(env_str("API_TOKENS", "", env), env_str("API_TOKENS_FILE", "", env)),
+            metrics_require_token=env_bool("METRICS_REQUIRE_TOKEN", False, env),
+            tls_cert_file=tls_cert_file,
+            tls_key_file=tls_key_file,
             database_url=database_url_from_env(env),
             grpc_port=env_int("GRPC_PORT", DEFAULT_GRPC_PORT, 1, 65535, env),
             http_port=env_int("HTTP_PORT", DEFAULT_HTTP_PORT, 1, 65535, env),
