@@ -42,13 +42,17 @@ from shared.settings import SettingsError, env_float, env_int
 ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_DATA_DIR = ROOT / ".data" / "postgres"
+# The services' own defaults (services/*/settings.py; tests/test_run_local.py checks they agree).
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_HTTP_PORT = 8000
 DEFAULT_EXECUTOR_METRICS_PORT = 8001
 DEFAULT_SCHEDULER_METRICS_PORT = 8002
+DEFAULT_EXECUTOR_SHUTDOWN_GRACE_SECONDS = 30.0
 DEFAULT_EXECUTORS = 1
-DEFAULT_STOP_TIMEOUT_SECONDS = 10.0
+# On SIGTERM an executor lets running jobs finish for its grace period: wait that long and a bit more.
+STOP_TIMEOUT_MARGIN_SECONDS = 5.0
 EMBEDDED_DATABASE = "jobs"
+EMBEDDED_STOP_TIMEOUT_SECONDS = 30.0
 EMBEDDED_USER = "postgres"
 # After this long without a healthy API, say so once (the processes keep running: it may be a slow machine).
 READY_WARNING_SECONDS = 60.0
@@ -121,10 +125,16 @@ class Ports:
     executor_metrics: tuple[int, ...]
 
     def all(self) -> list[tuple[str, int]]:
+        """Every port some process will listen on, with the setting that chose it (0 means none)."""
         named = [("GRPC_PORT", self.grpc), ("HTTP_PORT", self.http)]
         named.append(("--scheduler-metrics-port", self.scheduler_metrics))
         named += [(f"executor {i + 1} metrics port", port) for i, port in enumerate(self.executor_metrics)]
-        return named
+        return [(name, port) for name, port in named if port]
+
+
+def default_stop_timeout() -> float:
+    grace = env_float("EXECUTOR_SHUTDOWN_GRACE_SECONDS", DEFAULT_EXECUTOR_SHUTDOWN_GRACE_SECONDS, 0, 86400)
+    return grace + STOP_TIMEOUT_MARGIN_SECONDS
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -148,15 +158,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scheduler-metrics-port",
         type=int,
-        default=env_int("SCHEDULER_METRICS_PORT", DEFAULT_SCHEDULER_METRICS_PORT, 1, 65535),
-        help="METRICS_PORT given to the scheduler (env SCHEDULER_METRICS_PORT, default 8002)",
+        default=env_int("SCHEDULER_METRICS_PORT", DEFAULT_SCHEDULER_METRICS_PORT, 0, 65535),
+        help="METRICS_PORT given to the scheduler; 0 for no metrics (env SCHEDULER_METRICS_PORT, default 8002)",
     )
     parser.add_argument(
         "--executor-metrics-port",
         type=int,
-        default=env_int("EXECUTOR_METRICS_PORT", DEFAULT_EXECUTOR_METRICS_PORT, 1, 65535),
-        help="METRICS_PORT given to the first executor; the others get the next free numbers "
-        "(env EXECUTOR_METRICS_PORT, default 8001)",
+        default=env_int("EXECUTOR_METRICS_PORT", DEFAULT_EXECUTOR_METRICS_PORT, 0, 65535),
+        help="METRICS_PORT given to the first executor, the others get the next unused numbers; "
+        "0 for no metrics (env EXECUTOR_METRICS_PORT, default 8001)",
     )
     parser.add_argument(
         "--data-dir",
@@ -168,8 +178,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--stop-timeout",
         type=float,
-        default=env_float("RUN_LOCAL_STOP_TIMEOUT", DEFAULT_STOP_TIMEOUT_SECONDS, 0, 600),
-        help="seconds a process gets to stop after SIGTERM before SIGKILL (env RUN_LOCAL_STOP_TIMEOUT, default 10)",
+        default=env_float("RUN_LOCAL_STOP_TIMEOUT", default_stop_timeout(), 0, 3600),
+        help="seconds the processes get to stop after SIGTERM before SIGKILL (env RUN_LOCAL_STOP_TIMEOUT, "
+        "default: the executors' EXECUTOR_SHUTDOWN_GRACE_SECONDS + 5, so 35)",
     )
     args = parser.parse_args(argv)
     if not 0 <= args.executors <= 64:
@@ -185,7 +196,7 @@ def resolve_ports(args: argparse.Namespace) -> Ports:
     executor_ports: list[int] = []
     candidate = args.executor_metrics_port
     for _ in range(args.executors):
-        while candidate in taken:
+        while candidate and candidate in taken:
             candidate += 1
         executor_ports.append(candidate)
         taken.add(candidate)
@@ -413,17 +424,29 @@ class Child:
             os.killpg(self.process.pid, signum)
 
 
-def stop_children(children: Sequence[Child], timeout: float, force: threading.Event) -> None:
-    """SIGTERM to every child, wait up to ``timeout`` (less if ``force`` is set), SIGKILL what is left."""
+def stop_children(children: Sequence[Child], timeout: float, signals: Signals) -> None:
+    """SIGTERM to every child and wait up to ``timeout``; then SIGKILL what is left.
+
+    Another Ctrl-C while waiting sends SIGTERM again (the services then skip the rest of their grace
+    period); a third one, or the timeout, sends SIGKILL.
+    """
     started = [child for child in children if child.process is not None]
     for child in started:
         child.signal_group(signal.SIGTERM)
+    seen = signals.count
     deadline = time.monotonic() + timeout
     while any(child.poll() is None for child in started):
-        if force.is_set() or time.monotonic() >= deadline:
+        if signals.count != seen:
+            seen = signals.count
+            if signals.count == 2:
+                log("second signal: telling the processes to skip their grace period")
+                for child in started:
+                    if child.poll() is None:
+                        child.signal_group(signal.SIGTERM)
+        if signals.count >= 3 or time.monotonic() >= deadline:
             for child in started:
                 if child.poll() is None:
-                    log(f"{child.name} did not stop within {timeout:g}s: SIGKILL")
+                    log(f"{child.name} has not stopped: SIGKILL")
                     child.signal_group(signal.SIGKILL)
             break
         time.sleep(0.05)
@@ -463,7 +486,11 @@ def print_banner(ports: Ports, children: Sequence[Child], database: str, elapsed
         f"  REST     {rest}   (GET /health, GET /metrics, GET /admin/stats)",
         f"  gRPC     localhost:{ports.grpc}   (grpcurl -plaintext localhost:{ports.grpc} list)",
     ]
-    metrics = [f"{child.name} http://localhost:{child.env['METRICS_PORT']}/metrics" for child in children[1:]]
+    metrics = [
+        f"{child.name} http://localhost:{child.env['METRICS_PORT']}/metrics"
+        for child in children[1:]
+        if child.env["METRICS_PORT"] != "0"
+    ]
     if metrics:
         lines.append("  metrics  " + ", ".join(metrics))
     lines += [
@@ -473,7 +500,7 @@ def print_banner(ports: Ports, children: Sequence[Child], database: str, elapsed
         f"    curl -s {rest}/jobs/1",
         f"    curl -s '{rest}/jobs?status=COMPLETED'",
         f"    curl -s {rest}/admin/stats",
-        "  Ctrl-C stops everything.",
+        "  Ctrl-C stops everything (a second Ctrl-C skips the executors' grace period for running jobs).",
     ]
     for line in lines:
         log(line)
@@ -483,11 +510,11 @@ def print_banner(ports: Ports, children: Sequence[Child], database: str, elapsed
 
 
 class Signals:
-    """SIGINT, SIGTERM and SIGHUP ask for a stop; a second one skips the polite wait."""
+    """SIGINT, SIGTERM and SIGHUP ask for a stop; later ones hurry it along (see stop_children)."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
-        self.force = threading.Event()
+        self.count = 0
         self.name = ""
 
     def install(self) -> None:
@@ -495,8 +522,7 @@ class Signals:
             signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.stop.is_set():
-            self.force.set()
+        self.count += 1
         self.name = self.name or signal.Signals(signum).name
         self.stop.set()
 
@@ -582,9 +608,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     finally:
         if children:
-            stop_children(children, args.stop_timeout, signals.force)
+            stop_children(children, args.stop_timeout, signals)
         if embedded is not None:
-            embedded.stop(args.stop_timeout)
+            embedded.stop(EMBEDDED_STOP_TIMEOUT_SECONDS)
         log("all stopped" if code == EXIT_OK else "stopped after a failure (see above)")
 
 

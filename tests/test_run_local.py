@@ -187,3 +187,47 @@ def test_make_run_serves_a_job_then_ctrl_c_stops_everything(tmp_path: Path) -> N
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         log_file.close()
+
+
+def test_a_process_that_dies_stops_the_rest_and_fails_the_run(tmp_path: Path) -> None:
+    """An executor that cannot start (a bad setting) must not leave a half-running stack behind."""
+    data_dir = tmp_path / "pg"
+    grpc_port, http_port, scheduler_port, executor_port = distinct_free_ports(4)
+    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "METRICS_PORT"}}
+    env.update(
+        RUN_LOCAL_DATA_DIR=str(data_dir),
+        GRPC_PORT=str(grpc_port),
+        HTTP_PORT=str(http_port),
+        SCHEDULER_METRICS_PORT=str(scheduler_port),
+        EXECUTOR_METRICS_PORT=str(executor_port),
+        EXECUTOR_CONCURRENCY="lots",
+        NO_COLOR="1",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.run_local"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=STOP_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "executor exited unexpectedly (exit code 2)" in output
+    assert "EXECUTOR_CONCURRENCY" in output
+    assert "embedded PostgreSQL stopped" in output
+    assert not (data_dir / "postmaster.pid").exists()
+
+
+def test_run_local_defaults_are_the_services_defaults() -> None:
+    from scripts import run_local
+    from services.api import settings as api
+    from services.executor import settings as executor
+    from services.scheduler import settings as scheduler
+
+    assert run_local.DEFAULT_GRPC_PORT == api.DEFAULT_GRPC_PORT
+    assert run_local.DEFAULT_HTTP_PORT == api.DEFAULT_HTTP_PORT
+    assert run_local.DEFAULT_SCHEDULER_METRICS_PORT == scheduler.DEFAULT_METRICS_PORT
+    assert run_local.DEFAULT_EXECUTOR_METRICS_PORT == executor.DEFAULT_METRICS_PORT
+    assert run_local.DEFAULT_EXECUTOR_SHUTDOWN_GRACE_SECONDS == executor.DEFAULT_SHUTDOWN_GRACE_SECONDS
