@@ -174,6 +174,14 @@ class RestGateway:
             if body.strip():
                 try:
                     parsed = json.loads(body)
+                    # JSON may escape lone surrogates (\ud800) that no protobuf string can hold.
+                    json.dumps(parsed, ensure_ascii=False).encode()
+                except RecursionError:
+                    raise BadRequest("body", "JSON is nested too deeply") from None
+                except UnicodeEncodeError:
+                    raise BadRequest(
+                        "body", "contains a lone UTF-16 surrogate escape, which is not valid Unicode"
+                    ) from None
                 except (ValueError, UnicodeDecodeError) as exc:
                     raise BadRequest("body", f"malformed JSON: {exc}") from None
                 if not isinstance(parsed, dict) and route.body == "*":
@@ -197,7 +205,7 @@ class RestGateway:
             json_format.ParseDict(data, message)
         except json_format.ParseError as exc:
             raise _describe_parse_error(str(exc), route.rpc.input_type) from None
-        except (ValueError, TypeError, RecursionError) as exc:
+        except (ValueError, TypeError, RecursionError, SystemError) as exc:
             raise BadRequest("body", f"cannot be read as {route.rpc.input_type.name}: {exc}") from None
         return message
 
