@@ -30,7 +30,7 @@ odd_text = st.one_of(
             "\x00",
             "\ud800",
             "Ω≈ç√∫",
-            "𝕏" * 50,
+            "\U0001d54f" * 50,  # a character outside the Basic Multilingual Plane
             "../../etc/passwd",
             "%s%s%n",
             "1e309",
