@@ -332,7 +332,9 @@ def apply_migrations(database_url: str) -> None:
     try:
         command.upgrade(config, "head")
     except Exception as error:
-        raise StartError(f"migrations failed: {type(error).__name__}: {error}") from error
+        cause = getattr(error, "orig", None) or error
+        detail = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
+        raise StartError(f"migrations failed: {type(cause).__name__}: {detail}") from error
 
 
 # --- child processes ----------------------------------------------------------------------------------
