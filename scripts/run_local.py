@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -473,20 +474,32 @@ def build_children(args: argparse.Namespace, ports: Ports, database_url: str) ->
     return children
 
 
+def api_scheme() -> str:
+    """The api serves REST over TLS when TLS_CERT_FILE is set."""
+    return "https" if os.environ.get("TLS_CERT_FILE", "").strip() else "http"
+
+
 def api_healthy(http_port: int) -> bool:
+    # The certificate may be self-signed: this only asks whether the process answers yet.
+    context = ssl._create_unverified_context() if api_scheme() == "https" else None
+    url = f"{api_scheme()}://127.0.0.1:{http_port}/health"
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=0.5) as response:
+        with urllib.request.urlopen(url, timeout=0.5, context=context) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
 
 def print_banner(ports: Ports, children: Sequence[Child], database: str, elapsed: float) -> None:
-    rest = f"http://localhost:{ports.http}"
+    rest = f"{api_scheme()}://localhost:{ports.http}"
+    grpcurl_tls = "-plaintext" if api_scheme() == "http" else "-insecure"
+    auth = ""
+    if os.environ.get("API_TOKENS", "").strip() or os.environ.get("API_TOKENS_FILE", "").strip():
+        auth = ' -H "Authorization: Bearer $TOKEN"'
     lines = [
         f"ready in {elapsed:.1f}s; database: {database}",
         f"  REST     {rest}   (GET /health, GET /metrics, GET /admin/stats)",
-        f"  gRPC     localhost:{ports.grpc}   (grpcurl -plaintext localhost:{ports.grpc} list)",
+        f"  gRPC     localhost:{ports.grpc}   (grpcurl {grpcurl_tls} localhost:{ports.grpc} list)",
     ]
     metrics = [
         f"{child.name} http://localhost:{child.env['METRICS_PORT']}/metrics"
@@ -497,11 +510,11 @@ def print_banner(ports: Ports, children: Sequence[Child], database: str, elapsed
         lines.append("  metrics  " + ", ".join(metrics))
     lines += [
         "  try:",
-        f"    curl -s -X POST {rest}/jobs -H 'Content-Type: application/json' \\",
+        f"    curl -s{auth} -X POST {rest}/jobs -H 'Content-Type: application/json' \\",
         """         -d '{"type": "echo", "payload": {"hello": "world"}, "idempotency_key": "hello-1"}'""",
-        f"    curl -s {rest}/jobs/1",
-        f"    curl -s '{rest}/jobs?status=COMPLETED'",
-        f"    curl -s {rest}/admin/stats",
+        f"    curl -s{auth} {rest}/jobs/1",
+        f"    curl -s{auth} '{rest}/jobs?status=COMPLETED'",
+        f"    curl -s{auth} {rest}/admin/stats",
         "  Ctrl-C stops everything (a second Ctrl-C skips the executors' grace period for running jobs).",
     ]
     for line in lines:
@@ -552,7 +565,7 @@ def supervise(children: Sequence[Child], signals: Signals, ports: Ports, databas
                 print_banner(ports, children, database, elapsed)
             elif elapsed > READY_WARNING_SECONDS and not warned:
                 warned = True
-                log(f"the api does not answer http://127.0.0.1:{ports.http}/health after {elapsed:.0f}s yet")
+                log(f"the api does not answer {api_scheme()}://127.0.0.1:{ports.http}/health after {elapsed:.0f}s")
     log(f"{signals.name} received: stopping")
     return EXIT_OK
 
