@@ -140,12 +140,12 @@ class _DedicatedConnection:
             with translate_errors():
                 conn = self.engine.connect()
                 try:
-                    # Detached, so close() really closes it: a pooled connection would keep the
-                    # session's lock or LISTEN alive after we meant to give it up.
-                    conn.detach()
                     # Autocommit: an idle session must not sit in an open transaction, which would
                     # hold back vacuum and, for LISTEN, delay notifications until it ends.
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                    # Detached, so close() really closes it: a pooled connection would keep the
+                    # session's lock or LISTEN alive after we meant to give it up.
+                    conn.detach()
                 except BaseException:
                     conn.close()
                     raise
@@ -203,11 +203,8 @@ class LeaderLock:
     def release(self) -> None:
         """Give the lock up and close its connection; closing alone would release it too."""
         if self._connection.connected:
-            try:
-                with self._connection.using() as conn:
-                    conn.execute(query("unlock_scheduler_leader"), {"key": self.key})
-            except DatabaseUnavailable:
-                pass
+            with suppress(DatabaseUnavailable), self._connection.using() as conn:
+                conn.execute(query("unlock_scheduler_leader"), {"key": self.key})
         self._connection.close()
 
 
@@ -248,6 +245,13 @@ class ChannelListener:
         except psycopg2.Error as error:
             self.close()
             raise DatabaseUnavailable(f"listening connection lost: {str(error).strip() or error}") from error
+        # A server that ends the session (shutdown, pg_terminate_backend) first sends a FATAL message,
+        # which libpq hands over as a notice on an idle connection; the closed socket only shows later.
+        fatal = [notice.strip() for notice in self._dbapi.notices if notice.startswith("FATAL")]
+        self._dbapi.notices.clear()
+        if fatal:
+            self.close()
+            raise DatabaseUnavailable(f"listening connection lost: {fatal[-1]}")
         count = len(self._dbapi.notifies)
         self._dbapi.notifies.clear()
         return count
