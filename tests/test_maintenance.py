@@ -1,0 +1,332 @@
+"""The scheduler's statements against real PostgreSQL: promote, rescue, prune, compact, leader lock, LISTEN."""
+
+from __future__ import annotations
+
+import random
+import select
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import psycopg2
+import pytest
+from sqlalchemy import Engine, text
+
+from shared.database.jobs import JobStore
+from shared.database.maintenance import ChannelListener, JobMaintenance, LeaderLock
+from shared.errors import DatabaseUnavailable
+from shared.jobs import JobStatus, NewJob
+
+LATER = timedelta(hours=1)
+
+
+def submit(engine: Engine, count: int = 1, scheduled_in: timedelta | None = None, **fields: Any) -> list[int]:
+    """Submit ``count`` jobs through the API's store; scheduled that far ahead when given."""
+    when = datetime.now(timezone.utc) + scheduled_in if scheduled_in is not None else None
+    jobs = [NewJob(type=fields.pop("type", "echo"), scheduled_at=when, timeout_seconds=300, **fields)] * count
+    return [
+        result.job.job_id for result in JobStore(engine).submit_jobs([(job, job.validate(1 << 20)) for job in jobs])
+    ]
+
+
+def execute(engine: Engine, sql: str, **params: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(sql), params)
+
+
+def jobs(engine: Engine) -> dict[int, Any]:
+    with engine.connect() as conn:
+        return {row.job_id: row for row in conn.execute(text("SELECT * FROM jobs"))}
+
+
+def make_processing(
+    engine: Engine,
+    job_id: int,
+    attempts: int,
+    expired: bool = True,
+    cancel_requested: bool = False,
+    owner: str = "executor-a",
+) -> None:
+    """Put a job in PROCESSING as an executor's lease would, with a lease that expired a second ago."""
+    execute(
+        engine,
+        """
+        UPDATE jobs SET status = 'PROCESSING', attempts = :attempts, lease_owner = :owner,
+               lease_token = gen_random_uuid(), started_at = now() - interval '1 minute',
+               lease_expires_at = now() + CASE WHEN :expired THEN interval '-1 second' ELSE interval '1 minute' END,
+               cancel_requested = :cancel_requested
+        WHERE job_id = :job_id
+        """,
+        job_id=job_id,
+        attempts=attempts,
+        owner=owner,
+        expired=expired,
+        cancel_requested=cancel_requested,
+    )
+
+
+def make_finished(engine: Engine, job_id: int, status: JobStatus, days_ago: float) -> None:
+    execute(
+        engine,
+        """
+        UPDATE jobs SET status = CAST(:status AS job_status),
+               finished_at = now() - make_interval(secs => :days * 86400)
+        WHERE job_id = :job_id
+        """,
+        status=status.value,
+        days=days_ago,
+        job_id=job_id,
+    )
+
+
+@pytest.fixture
+def maintenance(engine: Engine) -> JobMaintenance:
+    return JobMaintenance(engine)
+
+
+@pytest.fixture
+def jobs_ready(db: str) -> Iterator[Any]:
+    """A connection listening on jobs_ready, as an executor's."""
+    conn = psycopg2.connect(db)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("LISTEN jobs_ready")
+    yield conn
+    conn.close()
+
+
+def notifications(conn: Any, timeout: float = 0.5) -> int:
+    select.select([conn], [], [], timeout)
+    conn.poll()
+    count = len(conn.notifies)
+    conn.notifies.clear()
+    return count
+
+
+def test_promote_due_jobs_makes_only_due_pending_jobs_ready_and_wakes_executors(
+    engine: Engine, maintenance: JobMaintenance, jobs_ready: Any
+) -> None:
+    due = submit(engine, 2, scheduled_in=LATER)
+    future = submit(engine, 1, scheduled_in=LATER)
+    ready = submit(engine, 1)
+    notifications(jobs_ready, 0.1)  # the READY submit's own
+    execute(engine, "UPDATE jobs SET run_at = now() - interval '2 seconds' WHERE job_id = ANY(:ids)", ids=due)
+
+    promoted = maintenance.promote_due_jobs(limit=100)
+
+    assert sorted(job.job_id for job in promoted) == due
+    assert all(1.9 < job.lateness_seconds < 10 for job in promoted)
+    rows = jobs(engine)
+    assert [rows[i].status for i in due] == ["READY", "READY"]
+    assert rows[future[0]].status == "PENDING"
+    assert rows[ready[0]].status == "READY"
+    assert notifications(jobs_ready) == 1
+    assert maintenance.promote_due_jobs(limit=100) == []
+    assert notifications(jobs_ready, 0.1) == 0, "no NOTIFY when nothing was promoted"
+
+
+def test_promote_due_jobs_works_in_bounded_batches_earliest_first(engine: Engine, maintenance: JobMaintenance) -> None:
+    ids = submit(engine, 5, scheduled_in=LATER)
+    execute(
+        engine,
+        "UPDATE jobs SET run_at = now() - make_interval(secs => job_id) WHERE job_id = ANY(:ids)",
+        ids=ids,
+    )
+    batches = [[job.job_id for job in maintenance.promote_due_jobs(limit=2)] for _ in range(4)]
+    assert batches == [ids[4:2:-1], ids[2:0:-1], ids[:1], []]
+
+
+def test_seconds_until_next_due_reads_the_earliest_pending_job(engine: Engine, maintenance: JobMaintenance) -> None:
+    assert maintenance.seconds_until_next_due() is None
+    submit(engine, 1, scheduled_in=timedelta(seconds=60))
+    submit(engine, 1, scheduled_in=timedelta(seconds=30))
+    submit(engine, 1)  # READY: not waited for
+    delay = maintenance.seconds_until_next_due()
+    assert delay is not None and 28 < delay <= 30
+
+
+def test_rescue_expired_leases_requeues_fails_or_cancels_by_what_is_left(
+    engine: Engine, maintenance: JobMaintenance, jobs_ready: Any
+) -> None:
+    retry, used_up, cancelled, alive = submit(engine, 4, scheduled_in=LATER)
+    make_processing(engine, retry, attempts=1)
+    make_processing(engine, used_up, attempts=3, owner="executor-b")
+    make_processing(engine, cancelled, attempts=1, cancel_requested=True)
+    make_processing(engine, alive, attempts=1, expired=False)
+
+    rescued = {job.job_id: job for job in maintenance.rescue_expired_leases(limit=100)}
+
+    assert {job_id: job.status for job_id, job in rescued.items()} == {
+        retry: JobStatus.READY,
+        used_up: JobStatus.FAILED,
+        cancelled: JobStatus.CANCELLED,
+    }
+    rows = jobs(engine)
+    assert rows[retry].attempts == 1, "the lost attempt counts"
+    assert rows[retry].finished_at is None
+    assert rows[retry].run_at > datetime.now(timezone.utc) - timedelta(seconds=5)
+    assert rows[retry].error_message == "lease expired: executor executor-a stopped heartbeating (attempt 1 of 3)"
+    assert rows[used_up].error_message == ("lease expired: executor executor-b stopped heartbeating (attempt 3 of 3)")
+    assert rows[used_up].finished_at is not None
+    assert rows[cancelled].error_message == "cancelled by request"
+    assert rows[cancelled].finished_at is not None
+    for job_id in (retry, used_up, cancelled):
+        assert (rows[job_id].lease_owner, rows[job_id].lease_token, rows[job_id].lease_expires_at) == (None, None, None)
+    assert rows[alive].status == "PROCESSING" and rows[alive].lease_owner == "executor-a"
+    assert notifications(jobs_ready) == 1
+    assert maintenance.rescue_expired_leases(limit=100) == []
+
+
+def test_rescue_expired_leases_is_bounded(engine: Engine, maintenance: JobMaintenance) -> None:
+    for job_id in submit(engine, 3, scheduled_in=LATER):
+        make_processing(engine, job_id, attempts=1)
+    assert [len(maintenance.rescue_expired_leases(limit=2)) for _ in range(3)] == [2, 1, 0]
+
+
+def test_prune_finished_jobs_respects_each_retention_and_leaves_the_rest(
+    engine: Engine, maintenance: JobMaintenance
+) -> None:
+    ids = submit(engine, 8, scheduled_in=LATER)
+    old_completed, new_completed, old_cancelled, new_failed, old_failed, old_completed_2 = ids[:6]
+    pending, ready = ids[6], ids[7]
+    make_finished(engine, old_completed, JobStatus.COMPLETED, days_ago=8)
+    make_finished(engine, old_completed_2, JobStatus.COMPLETED, days_ago=9)
+    make_finished(engine, new_completed, JobStatus.COMPLETED, days_ago=6)
+    make_finished(engine, old_cancelled, JobStatus.CANCELLED, days_ago=8)
+    make_finished(engine, new_failed, JobStatus.FAILED, days_ago=20)
+    make_finished(engine, old_failed, JobStatus.FAILED, days_ago=31)
+    execute(
+        engine, "UPDATE jobs SET status = 'READY', created_at = now() - interval '90 days' WHERE job_id = :i", i=ready
+    )
+
+    week, month = timedelta(days=7), timedelta(days=30)
+    assert maintenance.prune_finished_jobs(JobStatus.COMPLETED, week, limit=1) == 1
+    assert maintenance.prune_finished_jobs(JobStatus.COMPLETED, week, limit=1) == 1
+    assert maintenance.prune_finished_jobs(JobStatus.COMPLETED, week, limit=1) == 0
+    assert maintenance.prune_finished_jobs(JobStatus.CANCELLED, week, limit=10) == 1
+    assert maintenance.prune_finished_jobs(JobStatus.FAILED, month, limit=10) == 1
+
+    assert sorted(jobs(engine)) == sorted([new_completed, new_failed, pending, ready])
+    with pytest.raises(ValueError):
+        maintenance.prune_finished_jobs(JobStatus.PENDING, week, limit=10)
+
+
+def real_counts(engine: Engine) -> dict[tuple[str, str], tuple[int, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT type, status, count(*), sum(attempts) FROM jobs GROUP BY 1, 2"))
+        return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+def aggregate_counts(engine: Engine) -> dict[tuple[str, str], tuple[int, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT type, status, sum(jobs), sum(attempts) FROM job_counts GROUP BY 1, 2 HAVING sum(jobs) <> 0")
+        )
+        return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+def test_compact_job_counts_keeps_the_sums_while_writers_run(engine: Engine, maintenance: JobMaintenance) -> None:
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        # Inserts, status changes and deletes: every trigger appends deltas while compaction runs.
+        rng = random.Random(7)
+        try:
+            while not stop.is_set():
+                ids = submit(engine, rng.randint(1, 5), type=rng.choice(["a", "b", "c"]))
+                execute(
+                    engine,
+                    "UPDATE jobs SET status = 'PROCESSING', attempts = attempts + 1 WHERE job_id = ANY(:ids)",
+                    ids=ids[:2],
+                )
+                execute(engine, "UPDATE jobs SET status = 'COMPLETED' WHERE job_id = :i", i=ids[0])
+                execute(engine, "DELETE FROM jobs WHERE job_id = :i", i=ids[-1])
+        except BaseException as error:
+            errors.append(error)
+
+    writers = [threading.Thread(target=write) for _ in range(3)]
+    for writer in writers:
+        writer.start()
+    folded = 0
+    try:
+        for _ in range(40):
+            folded += maintenance.compact_job_counts(limit=50).folded
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    assert not errors
+    assert folded > 0
+    while maintenance.compact_job_counts(limit=50).folded == 50:
+        pass
+    maintenance.compact_job_counts(limit=10_000)
+
+    assert aggregate_counts(engine) == real_counts(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT count(*) FROM job_counts")).scalar_one()
+    assert rows == len(real_counts(engine)), "one row per (type, status) after compaction"
+    by_status = maintenance.count_jobs_by_status()
+    assert sum(by_status.values()) == sum(count for count, _ in real_counts(engine).values())
+
+
+@pytest.fixture
+def locks(engine: Engine) -> Iterator[tuple[LeaderLock, LeaderLock]]:
+    first, second = LeaderLock(engine), LeaderLock(engine)
+    yield first, second
+    first.release()
+    second.release()
+
+
+def terminate_lock_holders(engine: Engine) -> None:
+    execute(
+        engine,
+        """
+        SELECT pg_terminate_backend(pid) FROM pg_locks
+        WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        """,
+    )
+
+
+def test_leader_lock_has_one_holder_and_passes_on_when_its_connection_dies(
+    engine: Engine, locks: tuple[LeaderLock, LeaderLock]
+) -> None:
+    first, second = locks
+    assert first.try_acquire()
+    assert first.try_acquire(), "re-entrant for its holder"
+    assert not second.try_acquire()
+    assert first.still_held() and not second.still_held()
+
+    terminate_lock_holders(engine)
+
+    assert not first.still_held()
+    assert second.try_acquire()
+    assert not first.try_acquire(), "the old holder reconnects as a standby"
+    second.release()
+    assert first.try_acquire()
+
+
+def test_channel_listener_hears_jobs_scheduled_and_reports_a_broken_connection(engine: Engine) -> None:
+    listener = ChannelListener(engine)
+    try:
+        listener.listen()
+        execute(engine, "SELECT pg_notify('jobs_scheduled', '')")
+        assert select.select([listener], [], [], 2)[0]
+        assert listener.drain() == 1
+
+        execute(
+            engine,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%LISTEN jobs_scheduled%'",
+        )
+        assert select.select([listener], [], [], 2)[0], "a broken connection makes the socket readable"
+        with pytest.raises(DatabaseUnavailable):
+            listener.drain()
+        assert not listener.listening
+        listener.listen()
+        execute(engine, "SELECT pg_notify('jobs_scheduled', '')")
+        assert select.select([listener], [], [], 2)[0]
+        assert listener.drain() == 1
+    finally:
+        listener.close()
