@@ -1,0 +1,476 @@
+"""The executor as operators run it: a real ``python -m services.executor`` process against real PostgreSQL.
+
+The helpers at the top (starting executors, submitting jobs, reading metrics) are shared by the other
+tests/test_executor_*.py and tests/test_handlers*.py files.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, text
+
+from shared.database.jobs import JobStore
+from shared.jobs import FINISHED_STATUSES, Job, JobStatus, NewJob
+from tests.support.database import fresh_database, server_url
+from tests.support.processes import ServiceProcess, free_port, wait_until
+
+TEST_HANDLERS = "tests.handlers_for_tests"
+# Quick loops, so tests do not wait on the production defaults.
+FAST_ENV = {
+    "EXECUTOR_POLL_INTERVAL_SECONDS": "0.2",
+    "EXECUTOR_CANCEL_CHECK_INTERVAL_SECONDS": "0.2",
+    "EXECUTOR_SHUTDOWN_GRACE_SECONDS": "5",
+    "LOG_LEVEL": "INFO",
+}
+
+
+# -- helpers shared by the executor and handler tests --------------------------------------------------
+
+
+class Executor(ServiceProcess):
+    """One executor process; ``metrics()`` scrapes its /metrics."""
+
+    def __init__(self, database_url: str, args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+        self.metrics_port = free_port()
+        super().__init__(
+            "services.executor",
+            {
+                **FAST_ENV,
+                "DATABASE_URL": database_url,
+                "METRICS_PORT": str(self.metrics_port),
+                "EXECUTOR_HANDLERS": TEST_HANDLERS,
+                **(env or {}),
+            },
+            args,
+        )
+
+    def wait_started(self, timeout: float = 20) -> Executor:
+        def started() -> bool:
+            if not self.alive():
+                raise AssertionError(
+                    f"executor exited early ({self.process and self.process.returncode}):\n{self.output()}"
+                )
+            return " started: " in self.output()
+
+        wait_until(started, timeout, what="the executor to start")
+        return self
+
+    def metrics(self) -> dict[str, float]:
+        """Samples by ``name{label="value",...}``, labels sorted: ``jobs_completed_total{job_type="echo"}``."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            body = response.read().decode()
+        samples: dict[str, float] = {}
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
+
+    def metric(self, name: str, **labels: str) -> float:
+        key = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+        return self.metrics().get(key, 0.0)
+
+    def wait_stopped(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+
+def submit(
+    engine: Engine, job_type: str, payload: dict[str, Any] | None = None, count: int = 1, **fields: Any
+) -> list[int]:
+    """Submit ``count`` jobs through the API's store (as the API does); their ids."""
+    fields.setdefault("timeout_seconds", 30)
+    jobs = [NewJob(job_type, dict(payload or {}), **fields) for _ in range(count)]
+    ids: list[int] = []
+    store = JobStore(engine)
+    for start in range(0, len(jobs), 1000):
+        chunk = jobs[start : start + 1000]
+        ids += [result.job.job_id for result in store.submit_jobs([(job, job.validate(1 << 20)) for job in chunk])]
+    return ids
+
+
+def get_jobs(engine: Engine, ids: Sequence[int]) -> dict[int, Job]:
+    return JobStore(engine).get_jobs(ids)
+
+
+def wait_for_jobs(
+    engine: Engine,
+    ids: Sequence[int],
+    statuses: frozenset[JobStatus] | set[JobStatus] = FINISHED_STATUSES,
+    timeout: float = 20,
+) -> dict[int, Job]:
+    """Wait until every job is in one of ``statuses``; the jobs."""
+    found: dict[int, Job] = {}
+
+    def done() -> bool:
+        nonlocal found
+        found = get_jobs(engine, ids)
+        return len(found) == len(ids) and all(job.status in statuses for job in found.values())
+
+    try:
+        wait_until(done, timeout, interval=0.05, what=f"jobs to reach {sorted(s.value for s in statuses)}")
+    except AssertionError:
+        counts: dict[str, int] = {}
+        for job in found.values():
+            counts[job.status.value] = counts.get(job.status.value, 0) + 1
+        raise AssertionError(
+            f"jobs did not reach {sorted(s.value for s in statuses)} in {timeout}s: {counts}"
+        ) from None
+    return found
+
+
+def execute(engine: Engine, sql: str, **params: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(sql), params)
+
+
+@pytest.fixture
+def executors(db: str) -> Iterator[list[Executor]]:
+    """Executors started by the test (``start_executor``), stopped at its end."""
+    started: list[Executor] = []
+    yield started
+    for process in started:
+        process.stop(timeout=15)
+
+
+@pytest.fixture
+def start_executor(db: str, executors: list[Executor]):
+    def start(*args: str, env: Mapping[str, str] | None = None, database_url: str | None = None) -> Executor:
+        process = Executor(database_url or db, args, env)
+        process.start()
+        executors.append(process)
+        return process.wait_started()
+
+    return start
+
+
+# -- the basics ----------------------------------------------------------------------------------------
+
+
+def test_echo_completes_with_its_payload_as_result_within_milliseconds_of_submit(engine, start_executor):
+    # A 60 s poll: only LISTEN/NOTIFY can explain a fast start.
+    executor = start_executor(env={"EXECUTOR_POLL_INTERVAL_SECONDS": "60"})
+    time.sleep(0.3)  # the listener is connected right after start
+    [job_id] = submit(engine, "echo", {"greeting": "hello", "n": [1, 2, 3]})
+    job = wait_for_jobs(engine, [job_id], timeout=5)[job_id]
+    assert job.status is JobStatus.COMPLETED
+    assert job.result == {"greeting": "hello", "n": [1, 2, 3]}
+    assert job.attempts == 1
+    assert job.lease_token is None and job.lease_owner is None and job.lease_expires_at is None
+    assert job.started_at is not None and job.finished_at is not None
+    wake_up = (job.started_at - job.created_at).total_seconds()
+    assert wake_up < 0.5, f"leased {wake_up:.3f}s after submit"
+    wait_until(lambda: executor.metric("jobs_completed_total", job_type="echo") == 1, 5)
+    assert executor.metric("job_duration_seconds_count", job_type="echo") == 1
+    assert executor.metric("job_queue_wait_seconds_count", job_type="echo") == 1
+    assert executor.metric("worker_up") == 1
+    assert executor.metric("leases_taken_total") == 1
+
+
+def test_jobs_start_in_priority_order_then_submit_order(engine, start_executor):
+    priorities = [5, 1, 10, 3, 1, 5, 2, 10, 1]
+    ids = [submit(engine, "echo", {"i": i}, priority=p)[0] for i, p in enumerate(priorities)]
+    start_executor("--concurrency", "1")
+    jobs = wait_for_jobs(engine, ids)
+    started = sorted(jobs.values(), key=lambda job: job.started_at)
+    expected = [job_id for _, job_id in sorted(zip(priorities, ids, strict=True))]
+    assert [job.job_id for job in started] == expected
+
+
+def test_poll_only_mode_runs_jobs_without_listen(engine, start_executor):
+    executor = start_executor("--poll-only", "--poll-interval", "0.1")
+    assert "poll only" in executor.output()
+    ids = submit(engine, "echo", {"x": 1}, count=3)
+    jobs = wait_for_jobs(engine, ids, timeout=5)
+    assert {job.status for job in jobs.values()} == {JobStatus.COMPLETED}
+
+
+# -- failures, retries and timeouts ---------------------------------------------------------------------
+
+
+def test_failures_retry_with_growing_delays_then_fail_and_retry_job_brings_it_back(engine, start_executor):
+    executor = start_executor(env={"RETRY_BACKOFF_BASE_SECONDS": "1", "RETRY_BACKOFF_CAP_SECONDS": "3600"})
+    [job_id] = submit(engine, "fail", {"message": "smtp down"}, max_attempts=3)
+    delays = []
+    for attempt in (1, 2):
+        job = wait_for_jobs(engine, [job_id], {JobStatus.PENDING})[job_id]
+        assert job.attempts == attempt
+        assert job.error_message == "DeliberateFailure: smtp down"
+        assert job.lease_token is None and job.finished_at is None
+        delays.append((job.run_at - job.updated_at).total_seconds())
+        # Play the scheduler: the retry is due now.
+        execute(engine, "UPDATE jobs SET status = 'READY', run_at = now() WHERE job_id = :id", id=job_id)
+        execute(engine, "SELECT pg_notify('jobs_ready', '')")
+    # Equal jitter: attempt n waits between half and all of base * 2**(n-1).
+    assert 0.5 <= delays[0] <= 1.0 + 0.05
+    assert 1.0 <= delays[1] <= 2.0 + 0.05
+    assert delays[1] > delays[0]
+    job = wait_for_jobs(engine, [job_id])[job_id]
+    assert job.status is JobStatus.FAILED
+    assert job.attempts == 3
+    assert job.error_message == "DeliberateFailure: smtp down"
+    assert job.finished_at is not None
+    wait_until(lambda: executor.metric("jobs_retried_total", job_type="fail") == 2, 5)
+    assert executor.metric("jobs_failed_total", job_type="fail") == 1
+
+    JobStore(engine).retry_job(job_id)
+    job = wait_for_jobs(engine, [job_id], {JobStatus.PENDING})[job_id]
+    assert job.attempts == 1
+
+
+def test_fail_succeeds_after_its_first_times_attempts(engine, start_executor):
+    start_executor(env={"RETRY_BACKOFF_BASE_SECONDS": "0", "RETRY_BACKOFF_CAP_SECONDS": "0"})
+    [job_id] = submit(engine, "fail", {"times": 1}, max_attempts=3)
+    wait_for_jobs(engine, [job_id], {JobStatus.PENDING})
+    execute(engine, "UPDATE jobs SET status = 'READY', run_at = now() WHERE job_id = :id", id=job_id)
+    job = wait_for_jobs(engine, [job_id])[job_id]
+    assert job.status is JobStatus.COMPLETED
+    assert job.result == {"succeeded_on_attempt": 2}
+    assert job.error_message is None
+
+
+def test_a_permanent_error_fails_at_once(engine, start_executor):
+    start_executor()
+    [job_id] = submit(engine, "fail", {"message": "bad input", "permanent": True}, max_attempts=5)
+    job = wait_for_jobs(engine, [job_id])[job_id]
+    assert job.status is JobStatus.FAILED
+    assert job.attempts == 1
+    assert job.error_message == "PermanentError: bad input"
+
+
+def test_timeouts_fail_the_attempt_and_free_the_slot(engine, start_executor):
+    executor = start_executor("--concurrency", "2")
+    # One async handler (its task is cancelled) and one sync handler that ignores cancellation (abandoned).
+    [async_id] = submit(engine, "sleep", {"seconds": 30}, timeout_seconds=1, max_attempts=1)
+    [sync_id] = submit(engine, "tests.block_sync", {"seconds": 4}, timeout_seconds=1, max_attempts=2)
+    jobs = wait_for_jobs(engine, [async_id, sync_id], FINISHED_STATUSES | {JobStatus.PENDING}, timeout=5)
+    assert jobs[async_id].status is JobStatus.FAILED
+    assert jobs[async_id].error_message == "timed out after 1 s"
+    assert jobs[sync_id].status is JobStatus.PENDING  # retryable: attempts remain
+    assert jobs[sync_id].error_message == "timed out after 1 s"
+    for job in jobs.values():
+        assert (job.updated_at - job.started_at).total_seconds() < 2.5
+    # Both slots are free again at once, although the sync handler's thread still runs.
+    assert executor.metric("abandoned_threads") == 1
+    ids = submit(engine, "echo", {}, count=2)
+    assert {job.status for job in wait_for_jobs(engine, ids, timeout=2).values()} == {JobStatus.COMPLETED}
+    wait_until(lambda: executor.metric("abandoned_threads") == 0, 10, what="the abandoned thread to return")
+    assert executor.alive()
+
+
+# -- cancel ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("job_type", ["sleep", "tests.cooperative_sync"])
+def test_cancelling_a_running_job_ends_it_cancelled(engine, start_executor, job_type):
+    executor = start_executor()
+    [job_id] = submit(engine, job_type, {"seconds": 60})
+    wait_for_jobs(engine, [job_id], {JobStatus.PROCESSING})
+    JobStore(engine).cancel_job(job_id)
+    requested = time.monotonic()
+    job = wait_for_jobs(engine, [job_id], timeout=5)[job_id]
+    assert time.monotonic() - requested < 2
+    assert job.status is JobStatus.CANCELLED
+    assert job.error_message == "cancelled by request"
+    assert job.result is None
+    assert job.lease_token is None
+    wait_until(lambda: executor.metric("jobs_cancelled_total", job_type=job_type) == 1, 5)
+    assert executor.metric("abandoned_threads") == 0  # the cooperative handler returned
+
+
+# -- shutdown -------------------------------------------------------------------------------------------
+
+
+def test_sigterm_lets_short_jobs_finish_and_hands_long_ones_back_uncounted(engine, start_executor):
+    executor = start_executor("--concurrency", "3", "--shutdown-grace", "1.5")
+    [short_id] = submit(engine, "sleep", {"seconds": 0.5})
+    [long_id] = submit(engine, "sleep", {"seconds": 60})
+    [sync_id] = submit(engine, "tests.block_sync", {"seconds": 60})
+    wait_for_jobs(engine, [short_id, long_id, sync_id], {JobStatus.PROCESSING})
+    executor.signal(signal.SIGTERM)
+    assert executor.wait_stopped(20) == 0
+    jobs = get_jobs(engine, [short_id, long_id, sync_id])
+    assert jobs[short_id].status is JobStatus.COMPLETED
+    for job_id in (long_id, sync_id):
+        job = jobs[job_id]
+        assert job.status is JobStatus.READY
+        assert job.attempts == 0
+        assert job.lease_token is None and job.lease_owner is None and job.lease_expires_at is None
+    output = executor.output()
+    assert "handed 2 unfinished jobs back" in output
+    assert "Traceback" not in output
+
+
+def test_a_second_signal_skips_the_grace_period(engine, start_executor):
+    executor = start_executor("--shutdown-grace", "60")
+    [job_id] = submit(engine, "sleep", {"seconds": 60})
+    wait_for_jobs(engine, [job_id], {JobStatus.PROCESSING})
+    executor.signal(signal.SIGTERM)
+    wait_until(lambda: "stopping: waiting up to" in executor.output(), 5)
+    executor.signal(signal.SIGINT)
+    assert executor.wait_stopped(10) == 0
+    assert get_jobs(engine, [job_id])[job_id].status is JobStatus.READY
+
+
+# -- lease fencing --------------------------------------------------------------------------------------
+
+
+def test_a_stale_outcome_is_dropped_and_counted(engine, start_executor):
+    # No lease checks during the job: the executor only finds out when it writes the outcome.
+    executor = start_executor(
+        env={
+            "EXECUTOR_LEASE_SECONDS": "120",
+            "EXECUTOR_HEARTBEAT_INTERVAL_SECONDS": "60",
+            "EXECUTOR_CANCEL_CHECK_INTERVAL_SECONDS": "60",
+        }
+    )
+    [job_id] = submit(engine, "sleep", {"seconds": 1})
+    wait_for_jobs(engine, [job_id], {JobStatus.PROCESSING})
+    # Another party took the job over (as after a rescue and a new lease): a new token.
+    execute(engine, "UPDATE jobs SET lease_token = gen_random_uuid() WHERE job_id = :id", id=job_id)
+    wait_until(lambda: executor.metric("stale_outcomes_total") == 1, 10, what="the stale outcome")
+    job = get_jobs(engine, [job_id])[job_id]
+    assert job.status is JobStatus.PROCESSING  # the newer holder's job was not overwritten
+    assert job.result is None
+    assert "stale outcome dropped" in executor.output()
+    assert executor.metric("jobs_completed_total", job_type="sleep") == 0
+
+
+def test_a_lost_lease_is_noticed_while_running_and_its_result_discarded(engine, start_executor):
+    executor = start_executor()
+    [job_id] = submit(engine, "sleep", {"seconds": 60})
+    wait_for_jobs(engine, [job_id], {JobStatus.PROCESSING})
+    execute(
+        engine,
+        "UPDATE jobs SET status = 'READY', lease_token = NULL, lease_owner = NULL WHERE job_id = :id",
+        id=job_id,
+    )
+    wait_until(lambda: executor.metric("leases_lost_total") == 1, 5, what="the lost lease")
+    # The executor freed the slot and leased the job again as a new attempt.
+    job = wait_for_jobs(engine, [job_id], {JobStatus.PROCESSING})[job_id]
+    assert job.attempts == 2
+
+
+def test_heartbeats_extend_leases(engine, start_executor):
+    executor = start_executor(env={"EXECUTOR_LEASE_SECONDS": "2", "EXECUTOR_HEARTBEAT_INTERVAL_SECONDS": "0.3"})
+    [job_id] = submit(engine, "sleep", {"seconds": 3})
+    first = wait_for_jobs(engine, [job_id], {JobStatus.PROCESSING})[job_id].lease_expires_at
+    wait_until(lambda: get_jobs(engine, [job_id])[job_id].lease_expires_at != first, 3, what="a heartbeat")
+    job = wait_for_jobs(engine, [job_id], timeout=10)[job_id]
+    assert job.status is JobStatus.COMPLETED  # ran past its first lease's expiry, still its own
+    assert executor.metric("heartbeats_total") >= 2
+
+
+# -- restricting and loading handlers -------------------------------------------------------------------
+
+
+def test_types_restricts_the_jobs_an_executor_leases(engine, start_executor):
+    executor = start_executor("--types", "echo,no.such.type")
+    assert "no.such.type" in executor.output()  # warned: no handler, never leased
+    [echo_id] = submit(engine, "echo", {})
+    [sleep_id] = submit(engine, "sleep", {"seconds": 0})
+    [unknown_id] = submit(engine, "no.such.type", {})
+    assert wait_for_jobs(engine, [echo_id])[echo_id].status is JobStatus.COMPLETED
+    time.sleep(0.5)  # a few polls
+    jobs = get_jobs(engine, [sleep_id, unknown_id])
+    assert {job.status for job in jobs.values()} == {JobStatus.READY}
+
+
+def test_an_executor_without_handler_modules_leaves_their_types_alone(engine, start_executor):
+    start_executor(env={"EXECUTOR_HANDLERS": ""})
+    [record_id] = submit(engine, "tests.record", {})
+    [echo_id] = submit(engine, "echo", {})
+    wait_for_jobs(engine, [echo_id])
+    time.sleep(0.4)
+    assert get_jobs(engine, [record_id])[record_id].status is JobStatus.READY
+
+
+def test_handlers_from_a_module_given_by_flag(engine, start_executor, tmp_path):
+    start_executor("--handlers", TEST_HANDLERS, env={"EXECUTOR_HANDLERS": "", "RECORD_DIR": str(tmp_path)})
+    ids = submit(engine, "tests.record", {}, count=3)
+    jobs = wait_for_jobs(engine, ids)
+    assert all(job.status is JobStatus.COMPLETED and job.result == {"job_id": job.job_id} for job in jobs.values())
+    recorded = sorted(int(line.split()[0]) for path in tmp_path.iterdir() for line in path.read_text().splitlines())
+    assert recorded == sorted(ids)
+
+
+# -- bad input never crashes the executor ---------------------------------------------------------------
+
+
+def test_bad_results_and_payloads_fail_the_job_with_a_clear_error(engine, start_executor):
+    executor = start_executor()
+    cases = {
+        "set": "not JSON-serialisable",
+        "list": "handler returned list, not a dict",
+        "huge": "bytes as JSON; the limit is 1048576",
+        "nan": "not JSON-serialisable",
+        "nul": "NUL characters",
+    }
+    ids = {kind: submit(engine, "tests.bad_result", {"kind": kind}, max_attempts=3)[0] for kind in cases}
+    [exit_id] = submit(engine, "tests.exit", {}, max_attempts=1)
+    # A payload the API would refuse, written behind its back.
+    [array_id] = submit(engine, "echo", {})
+    execute(engine, "UPDATE jobs SET payload = '[1, 2]'::jsonb WHERE job_id = :id", id=array_id)
+    jobs = wait_for_jobs(engine, [*ids.values(), exit_id, array_id])
+    for kind, expected in cases.items():
+        job = jobs[ids[kind]]
+        assert job.status is JobStatus.FAILED, kind
+        assert job.attempts == 1, kind  # retrying would return the same thing
+        assert expected in (job.error_message or ""), (kind, job.error_message)
+    assert jobs[exit_id].status is JobStatus.FAILED
+    assert "SystemExit" in (jobs[exit_id].error_message or "")
+    assert jobs[array_id].status is JobStatus.FAILED
+    assert jobs[array_id].error_message == "payload must be a JSON object, got list"
+    # Still serving.
+    [echo_id] = submit(engine, "echo", {"still": "here"})
+    assert wait_for_jobs(engine, [echo_id])[echo_id].status is JobStatus.COMPLETED
+    assert executor.alive()
+
+
+# -- start-up checks ------------------------------------------------------------------------------------
+
+
+def test_bad_settings_fail_at_start_naming_the_variable(db):
+    for env, args, expected in [
+        ({"EXECUTOR_CONCURRENCY": "many"}, [], "EXECUTOR_CONCURRENCY='many' is not a whole number"),
+        ({}, ["--concurrency", "0"], "--concurrency: EXECUTOR_CONCURRENCY=0 is below the minimum 1"),
+        ({"EXECUTOR_POLL_ONLY": "maybe"}, [], "EXECUTOR_POLL_ONLY='maybe' is not a boolean"),
+        ({"EXECUTOR_LEASE_SECONDS": "5", "EXECUTOR_HEARTBEAT_INTERVAL_SECONDS": "5"}, [], "must be below"),
+        ({"EXECUTOR_HANDLERS": "no_such_module_xyz"}, [], "cannot import handler module 'no_such_module_xyz'"),
+        ({"EXECUTOR_TYPES": "nothing.registered"}, [], "no job type to run"),
+        ({"SMTP_STARTTLS": "true", "SMTP_SSL": "true"}, [], "SMTP_STARTTLS and SMTP_SSL are both true"),
+    ]:
+        process = Executor(db, args, env)
+        process.start()
+        code = process.wait_stopped(20)
+        process.stop()
+        assert code == 2, (env, args, process.output())
+        assert expected in process.output(), (expected, process.output())
+
+
+def test_a_database_behind_the_code_stops_the_executor_with_a_hint():
+    with fresh_database(server_url(), "unmigrated", migrated=False) as url:
+        process = Executor(url)
+        process.start()
+        code = process.wait_stopped(20)
+        process.stop()
+    assert code == 2
+    assert "make migrate" in process.output()
+
+
+def test_help_describes_the_flags():
+    process = ServiceProcess("services.executor", {}, ["--help"]).start()
+    assert process.process is not None
+    assert process.process.wait(20) == 0
+    process.stop()
+    output = process.output()
+    for flag in ("--concurrency", "--types", "--handlers", "--poll-only", "--shutdown-grace", "--metrics-port"):
+        assert flag in output
+    assert "EXECUTOR_CONCURRENCY" in output and "RETRY_BACKOFF_BASE_SECONDS" in output
