@@ -330,3 +330,23 @@ def test_channel_listener_hears_jobs_scheduled_and_reports_a_broken_connection(e
         assert listener.drain() == 1
     finally:
         listener.close()
+
+
+def test_the_leader_session_probes_its_tcp_connection_so_a_vanished_host_frees_the_lock(
+    engine: Engine, locks: tuple[LeaderLock, LeaderLock]
+) -> None:
+    first, _ = locks
+    assert first.try_acquire()
+    with engine.connect() as conn:
+        lock_pid = conn.execute(
+            text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        ).scalar_one()
+    # The lock's own session is what is being checked, so reach into the lock for it.
+    session = first._connection.open()
+    pid, idle, count = session.execute(
+        text("SELECT pg_backend_pid(), current_setting('tcp_keepalives_idle'), current_setting('tcp_keepalives_count')")
+    ).one()
+    assert (pid, idle, count) == (lock_pid, "5", "3")

@@ -33,6 +33,8 @@ __all__ = [
 
 # Any fixed bigint will do; advisory locks are per database, so each deployment has its own leader.
 SCHEDULER_LEADER_LOCK_KEY = 0x6A6F62_73636864  # "job" "schd"
+# The server frees a vanished leader's lock after about 5 + 2 * 3 = 11 s of silence on its connection.
+LEADER_SESSION_KEEPALIVES = {"idle_seconds": 5, "interval_seconds": 2, "count": 3}
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,10 @@ class LeaderLock:
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free; True when this process holds it. Raises DatabaseUnavailable."""
+        fresh = not self._connection.connected
         with self._connection.using() as conn:
+            if fresh:
+                conn.execute(query("set_leader_session_keepalives"), LEADER_SESSION_KEEPALIVES)
             return bool(conn.execute(query("try_lock_scheduler_leader"), {"key": self.key}).scalar_one())
 
     def still_held(self) -> bool:
