@@ -48,7 +48,8 @@ class Promoter:
             metrics.JOBS_PROMOTED.inc(len(promoted))
             for job in promoted:
                 metrics.PROMOTION_LATENESS.observe(job.lateness_seconds)
-            log.info(
+            # DEBUG: during a retry storm this runs many times a second; the metrics carry the numbers.
+            log.debug(
                 "promoted %d due jobs to READY (latest %.3f s after its time)",
                 len(promoted),
                 max(job.lateness_seconds for job in promoted),
@@ -60,7 +61,8 @@ class Promoter:
         if next_due is None:
             return self.max_idle_seconds
         if next_due <= 0 and not promoted:
-            # Due but skipped: its row is locked (a cancel in flight). Don't spin while it is.
+            # Due but not promoted: it came due a moment ago, or its row is locked (a cancel in flight).
+            # Look again shortly rather than spin while the lock is held.
             return LOCKED_DUE_JOB_RETRY_SECONDS
         return min(max(next_due, 0.0), self.max_idle_seconds)
 
