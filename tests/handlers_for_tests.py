@@ -15,7 +15,9 @@ from services.executor import JobContext, handler
 
 @handler("tests.record")
 async def record(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Append ``job_id attempt`` to a file of this process under RECORD_DIR: proof of every execution."""
+    """After ``seconds`` (default 0), append ``job_id attempt`` to a file of this process under RECORD_DIR:
+    proof of every execution."""
+    await asyncio.sleep(float(payload.get("seconds", 0)))
     directory = os.environ["RECORD_DIR"]
     line = f"{ctx.job_id} {ctx.attempt}\n".encode()
     # O_APPEND: one write per execution, whole lines even if several processes shared a file.
