@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -95,8 +98,19 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_make_run_serves_a_job_then_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    data_dir = tmp_path / "pg"
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """The embedded PostgreSQL's folder, outside pytest's tmp_path.
+
+    Run as root, pgserver runs PostgreSQL as another user, who must be able to traverse every parent
+    folder; pytest resets its own /tmp/pytest-of-<user> to owner-only whenever a session starts.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="run-local-test-"))
+    yield folder / "pg"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_make_run_serves_a_job_then_ctrl_c_stops_everything(tmp_path: Path, data_dir: Path) -> None:
     grpc_port, http_port, scheduler_port, executor_port = distinct_free_ports(4)
     env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "METRICS_PORT"}}
     env.update(
@@ -189,9 +203,8 @@ def test_make_run_serves_a_job_then_ctrl_c_stops_everything(tmp_path: Path) -> N
         log_file.close()
 
 
-def test_a_process_that_dies_stops_the_rest_and_fails_the_run(tmp_path: Path) -> None:
+def test_a_process_that_dies_stops_the_rest_and_fails_the_run(data_dir: Path) -> None:
     """An executor that cannot start (a bad setting) must not leave a half-running stack behind."""
-    data_dir = tmp_path / "pg"
     grpc_port, http_port, scheduler_port, executor_port = distinct_free_ports(4)
     env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "METRICS_PORT"}}
     env.update(
