@@ -1,0 +1,189 @@
+"""6. bigtable: the hot paths with a million finished jobs in the table, against an empty table.
+
+Each phase measures, on the same api and database:
+
+- lease: ``--big-lease-jobs`` READY jobs are inserted, then leased ``--big-lease-batch`` at a time and
+  completed with the executor's own statements (shared.database.queue.JobQueue), timed per call;
+- drain: ``--big-drain-jobs`` jobs submitted through SubmitJobs, drained by one executor;
+- SubmitJob latency: a closed loop at ``--big-submit-concurrency`` for ``--big-seconds``;
+- GetStats latency: one caller for ``--big-seconds``.
+
+Between the phases ``--big-rows`` COMPLETED jobs are inserted with one INSERT ... SELECT
+generate_series (finished an hour ago, well inside the retention, so the scheduler keeps them) and
+the table is VACUUM ANALYZEd. The slowdown ratios are big / empty (1.00 = no slowdown).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.config import BenchConfig
+from bench.harness import BenchContext, Cluster
+from bench.loadgen import LoadSpec, run_workers
+from bench.report import ScenarioResult
+from bench.scenarios.common import drain, summary
+from bench.stats import latency_summary
+
+NAME = "bigtable"
+DESCRIPTION = "lease, drain, SubmitJob and GetStats with a million finished jobs in the table vs an empty table"
+
+INSERT_READY_SQL = """
+INSERT INTO jobs (type, status, timeout_seconds)
+SELECT 'echo', 'READY', 300 FROM generate_series(1, %s)
+"""
+
+INSERT_FINISHED_SQL = """
+INSERT INTO jobs (type, status, priority, run_at, attempts, max_attempts, timeout_seconds,
+                  created_at, updated_at, started_at, finished_at, payload, result)
+SELECT 'echo', 'COMPLETED', 5, t, 1, 3, 300, t, t + interval '2 ms', t + interval '1 ms', t + interval '2 ms',
+       '{}'::jsonb, '{}'::jsonb
+FROM (SELECT now() - interval '1 hour' + g * interval '1 microsecond' AS t
+      FROM generate_series(1, %s) AS g) AS s
+"""
+
+
+def run(ctx: BenchContext, config: BenchConfig) -> ScenarioResult:
+    result = ScenarioResult(NAME, DESCRIPTION)
+    phases: dict[str, dict[str, Any]] = {}
+    with Cluster.start(ctx, NAME) as cluster:
+        phases["empty"] = _measure(ctx, cluster, config, "empty")
+        ctx.say(f"bigtable: inserting {config.big_rows:,} finished jobs")
+        began = time.monotonic()
+        cluster.execute(INSERT_FINISHED_SQL, (config.big_rows,))
+        inserted = time.monotonic()
+        cluster.execute("VACUUM ANALYZE jobs")
+        vacuumed = time.monotonic()
+        size = cluster.execute("SELECT pg_total_relation_size('jobs'), pg_relation_size('jobs')")[0]
+        phases["big"] = _measure(ctx, cluster, config, "big")
+
+    empty, big = phases["empty"], phases["big"]
+
+    def ratio(path: tuple[str, ...], invert: bool = False) -> float:
+        a: Any = empty
+        b: Any = big
+        for key in path:
+            a, b = a[key], b[key]
+        if not a or not b:
+            return float("nan")
+        return float(a) / float(b) if invert else float(b) / float(a)
+
+    rows = f"{config.big_rows:,} rows"
+    result.add(
+        "lease p50 slowdown",
+        ratio(("lease", "p50_ms")),
+        "x",
+        "< 1.2",
+        note=f"{empty['lease']['p50_ms']:.2f} -> {big['lease']['p50_ms']:.2f} ms, {rows}",
+    )
+    result.add(
+        "complete p50 slowdown",
+        ratio(("complete", "p50_ms")),
+        "x",
+        note=f"{empty['complete']['p50_ms']:.2f} -> {big['complete']['p50_ms']:.2f} ms",
+    )
+    result.add(
+        "drain slowdown",
+        ratio(("drain_jobs_per_second",), invert=True),
+        "x",
+        note=f"{empty['drain_jobs_per_second']:,.0f} -> {big['drain_jobs_per_second']:,.0f} jobs/s, 1 executor",
+    )
+    result.add(
+        "SubmitJob p50 slowdown",
+        ratio(("submit", "latency", "p50_ms")),
+        "x",
+        "< 1.2",
+        note=f"{empty['submit']['latency']['p50_ms']:.2f} -> {big['submit']['latency']['p50_ms']:.2f} ms",
+    )
+    result.add(
+        "SubmitJob p99 slowdown",
+        ratio(("submit", "latency", "p99_ms")),
+        "x",
+        note=f"{empty['submit']['latency']['p99_ms']:.2f} -> {big['submit']['latency']['p99_ms']:.2f} ms",
+    )
+    result.add(
+        "GetStats p50 slowdown",
+        ratio(("stats", "latency", "p50_ms")),
+        "x",
+        note=f"{empty['stats']['latency']['p50_ms']:.2f} -> {big['stats']['latency']['p50_ms']:.2f} ms",
+    )
+    result.add("insert of the finished rows", inserted - began, "s", note=f"VACUUM ANALYZE {vacuumed - inserted:.1f} s")
+    result.details = {
+        "finished_rows": config.big_rows,
+        "insert_seconds": inserted - began,
+        "vacuum_analyze_seconds": vacuumed - inserted,
+        "jobs_total_bytes": int(size[0]),
+        "jobs_heap_bytes": int(size[1]),
+        "phases": phases,
+    }
+    return result
+
+
+def _measure(ctx: BenchContext, cluster: Cluster, config: BenchConfig, label: str) -> dict[str, Any]:
+    from shared.database.engine import create_database_engine
+    from shared.database.queue import JobOutcome, JobQueue
+    from shared.jobs import JobStatus
+
+    ctx.say(f"bigtable ({label}): lease and complete {config.big_lease_jobs} jobs by SQL")
+    cluster.execute(INSERT_READY_SQL, (config.big_lease_jobs,))
+    cluster.execute("ANALYZE jobs")
+    engine = create_database_engine(cluster.database_url, "jobs-bench", pool_size=1)
+    leases: list[float] = []
+    completes: list[float] = []
+    leased = 0
+    try:
+        queue = JobQueue(engine)
+        queue.lease_jobs("bench", ["echo"], 1, 30)  # a first connection, not timed (the job is left PROCESSING)
+        while True:
+            began = time.perf_counter()
+            jobs = queue.lease_jobs("bench", ["echo"], config.big_lease_batch, 30)
+            between = time.perf_counter()
+            if not jobs:
+                break
+            queue.complete_jobs([JobOutcome(job.job_id, job.lease_token, JobStatus.COMPLETED, "{}") for job in jobs])
+            ended = time.perf_counter()
+            leases.append(between - began)
+            completes.append(ended - between)
+            leased += len(jobs)
+    finally:
+        engine.dispose()
+    cluster.execute(
+        "UPDATE jobs SET status = 'COMPLETED', finished_at = now(), lease_owner = NULL, "
+        "lease_token = NULL, lease_expires_at = NULL WHERE status = 'PROCESSING'"
+    )
+
+    ctx.say(f"bigtable ({label}): drain {config.big_drain_jobs} jobs with one executor")
+    drained = drain(cluster, config.big_drain_jobs, 1, config.concurrency[0], 1, config.drain_timeout)
+
+    ctx.say(f"bigtable ({label}): SubmitJob and GetStats latency")
+    submit = run_workers(
+        [
+            LoadSpec(
+                target=cluster.target,
+                kind="unary",
+                concurrency=config.big_submit_concurrency,
+                duration=config.big_seconds,
+                warmup=min(config.warmup_seconds, 0.5),
+            )
+        ],
+        timeout=config.big_seconds + 60,
+    )
+    stats = run_workers(
+        [
+            LoadSpec(
+                target=cluster.target, kind="stats", duration=config.big_seconds, warmup=min(config.warmup_seconds, 0.5)
+            )
+        ],
+        timeout=config.big_seconds + 60,
+    )
+    rows = int(cluster.execute("SELECT count(*) FROM jobs")[0][0])
+    return {
+        "rows": rows,
+        "lease": {**latency_summary(leases), "jobs": leased, "batch": config.big_lease_batch},
+        "complete": latency_summary(completes),
+        "lease_and_complete_jobs_per_second": leased / (sum(leases) + sum(completes)) if leases else 0.0,
+        "drain_jobs_per_second": drained.jobs_per_second,
+        "drain_all_completed": drained.all_completed,
+        "submit": summary(submit),
+        "stats": summary(stats),
+    }

@@ -1,0 +1,82 @@
+"""3. unary: SubmitJob over gRPC, closed loop at concurrency 32, then open loop at a fixed rate.
+
+The client is a grpc.aio process of its own (``--unary-clients`` processes share the concurrency).
+No executor runs: this measures the api and the database's insert path alone (the jobs stay READY).
+The closed-loop run is repeated ``--runs`` times (median). The fixed-rate run offers
+``--unary-rate`` RPCs/s on a schedule and counts latency from each call's scheduled send time, so a
+stall is not hidden by the client slowing down (coordinated omission).
+"""
+
+from __future__ import annotations
+
+from bench.config import BenchConfig
+from bench.harness import BenchContext, Cluster
+from bench.loadgen import LoadSpec, run_workers
+from bench.report import ScenarioResult
+from bench.scenarios.common import split, summary
+from bench.stats import latency_summary, median
+
+NAME = "unary"
+DESCRIPTION = "SubmitJob over gRPC: RPCs/s and latency at concurrency 32; p50/p99 at a fixed offered rate"
+
+
+def run(ctx: BenchContext, config: BenchConfig) -> ScenarioResult:
+    result = ScenarioResult(NAME, DESCRIPTION)
+    clients = max(1, min(config.unary_clients, config.unary_concurrency))
+    closed = []
+    fixed = None
+    with Cluster.start(ctx, NAME) as cluster:
+        for number in range(config.runs):
+            ctx.say(f"unary: closed loop, concurrency {config.unary_concurrency}, run {number + 1}")
+            specs = [
+                LoadSpec(
+                    target=cluster.target,
+                    kind="unary",
+                    concurrency=share,
+                    duration=config.unary_seconds,
+                    warmup=config.warmup_seconds,
+                )
+                for share in split(config.unary_concurrency, clients)
+            ]
+            closed.append(run_workers(specs, timeout=config.unary_seconds + config.warmup_seconds + 60))
+        if config.unary_rate > 0:
+            ctx.say(f"unary: open loop at {config.unary_rate:g} RPCs/s")
+            specs = [
+                LoadSpec(
+                    target=cluster.target,
+                    kind="unary",
+                    rate=config.unary_rate / clients,
+                    duration=config.unary_seconds,
+                    warmup=config.warmup_seconds,
+                )
+                for _ in range(clients)
+            ]
+            fixed = run_workers(specs, timeout=config.unary_seconds + config.warmup_seconds + 60)
+        cpu = cluster.service_cpu_seconds()
+
+    runs = [summary(r) for r in closed]
+    conc = config.unary_concurrency
+    result.add(
+        f"c={conc}: RPCs/s",
+        median([r.calls_per_second for r in closed]),
+        "RPC/s",
+        ">= 3000",
+        note=f"median of {len(closed)}",
+    )
+    result.add(f"c={conc}: p50", median([s["latency"]["p50_ms"] for s in runs]), "ms")
+    result.add(f"c={conc}: p99", median([s["latency"]["p99_ms"] for s in runs]), "ms")
+    errors = sum(r.errors for r in closed)
+    if errors:
+        result.add(f"c={conc}: errors", errors, "calls")
+    details = {"clients": clients, "concurrency": conc, "closed_loop_runs": runs, "api_cpu_seconds": cpu}
+    if fixed is not None:
+        lat = latency_summary(fixed.scheduled_latencies)
+        rate = f"{config.unary_rate:,.0f}/s"
+        result.add(f"{rate}: achieved", fixed.calls_per_second, "RPC/s")
+        result.add(f"{rate}: p50", lat["p50_ms"], "ms", note="from scheduled send")
+        result.add(f"{rate}: p99", lat["p99_ms"], "ms", "< 20", note="from scheduled send")
+        if fixed.errors or fixed.dropped:
+            result.add(f"{rate}: errors+dropped", fixed.errors + fixed.dropped, "calls")
+        details["fixed_rate"] = {"offered_per_second": config.unary_rate, **summary(fixed, scheduled=True)}
+    result.details = details
+    return result
