@@ -258,9 +258,7 @@ def test_health_and_reflection(api: ApiServer, grpc_channel: grpc.Channel) -> No
     assert "jobs.v1.JobService" in names
 
 
-def test_a_conflict_fails_only_its_own_submit_when_submits_share_a_transaction(
-    stub: JobServiceStub, db: str
-) -> None:
+def test_a_conflict_fails_only_its_own_submit_when_submits_share_a_transaction(stub: JobServiceStub, db: str) -> None:
     stub.SubmitJob(pb.SubmitJobRequest(type="pay", payload=struct(amount=1), idempotency_key="taken"))
     barrier = threading.Barrier(40)
 
