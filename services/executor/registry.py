@@ -120,7 +120,7 @@ def handler(
     """
 
     def register(function: H) -> H:
-        (registry or default_registry).register(job_type, function, replace=replace, check=check)
+        (default_registry if registry is None else registry).register(job_type, function, replace=replace, check=check)
         return function
 
     return register
@@ -143,7 +143,7 @@ def load_entry_points(registry: HandlerRegistry | None = None, group: str = ENTR
     An entry point naming a module is imported for its decorators; one naming a callable is
     registered for the job type given by the entry point's name.
     """
-    registry = registry or default_registry
+    registry = default_registry if registry is None else registry
     loaded = []
     for entry_point in entry_points(group=group):
         try:

@@ -1,0 +1,202 @@
+"""The executor's pure parts, without a database: settings, backoff, result encoding, the handler registry."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import random
+import sys
+import textwrap
+
+import pytest
+
+from services.executor.__main__ import build_parser, resolve_types, settings_from
+from services.executor.outcomes import BackoffPolicy, InvalidResult, clean_message, encode_result
+from services.executor.registry import HandlerRegistry, RegistryError, load_entry_points, load_handler_modules
+from services.executor.settings import DEFAULT_CONCURRENCY, ExecutorSettings
+from shared.settings import SettingsError
+
+# -- settings ------------------------------------------------------------------------------------------
+
+
+def test_defaults_and_environment():
+    assert ExecutorSettings.from_env({}) == ExecutorSettings(database_url="postgresql://postgres@127.0.0.1:5432/jobs")
+    settings = ExecutorSettings.from_env(
+        {
+            "EXECUTOR_CONCURRENCY": "64",
+            "EXECUTOR_TYPES": "send_email, http_request,send_email",
+            "EXECUTOR_HANDLERS": "a.b,c",
+            "EXECUTOR_POLL_ONLY": "yes",
+            "RETRY_BACKOFF_BASE_SECONDS": "2",
+            "RETRY_BACKOFF_CAP_SECONDS": "60",
+            "METRICS_PORT": "0",
+            "LOG_FORMAT": "JSON",
+        }
+    )
+    assert settings.concurrency == 64
+    assert settings.max_abandoned_threads == 64  # follows the concurrency unless set
+    assert settings.types == ("send_email", "http_request")
+    assert settings.handler_modules == ("a.b", "c")
+    assert settings.poll_only is True
+    assert (settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds) == (2.0, 60.0)
+    assert settings.metrics_port == 0
+    assert settings.log_format == "json"
+
+
+def test_a_short_lease_gets_a_heartbeat_well_inside_it():
+    settings = ExecutorSettings.from_env({"EXECUTOR_LEASE_SECONDS": "6"})
+    assert settings.heartbeat_interval_seconds == 2.0
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"EXECUTOR_CONCURRENCY": "0"}, "EXECUTOR_CONCURRENCY=0 is below the minimum 1"),
+        ({"EXECUTOR_TYPES": "Bad Type"}, "EXECUTOR_TYPES: 'Bad Type' is not a job type"),
+        ({"EXECUTOR_POLL_INTERVAL_SECONDS": "nan"}, "EXECUTOR_POLL_INTERVAL_SECONDS='nan' is not a number"),
+        ({"RETRY_BACKOFF_BASE_SECONDS": "10", "RETRY_BACKOFF_CAP_SECONDS": "5"}, "RETRY_BACKOFF_CAP_SECONDS=5.0"),
+        ({"EXECUTOR_MAX_RESULT_BYTES": "1"}, "EXECUTOR_MAX_RESULT_BYTES=1 is below"),
+        ({"METRICS_PORT": "70000"}, "METRICS_PORT=70000 is above"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL='LOUD'"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL="),
+    ],
+)
+def test_bad_values_name_their_variable(env, message):
+    with pytest.raises(SettingsError) as error:
+        ExecutorSettings.from_env(env)
+    assert message in str(error.value)
+
+
+def test_flags_override_the_environment_and_are_named_when_bad():
+    parser = build_parser()
+    args = parser.parse_args(["--concurrency", "3", "--types", "echo", "--poll-only", "--metrics-port", "0"])
+    settings = settings_from(args, {"EXECUTOR_CONCURRENCY": "50", "EXECUTOR_TYPES": "sleep"})
+    assert (settings.concurrency, settings.types, settings.poll_only, settings.metrics_port) == (
+        3,
+        ("echo",),
+        True,
+        0,
+    )
+    assert settings_from(parser.parse_args([]), {"EXECUTOR_CONCURRENCY": "50"}).concurrency == 50
+    assert settings_from(parser.parse_args([]), {}).concurrency == DEFAULT_CONCURRENCY
+    with pytest.raises(SettingsError, match=r"^--shutdown-grace: EXECUTOR_SHUTDOWN_GRACE_SECONDS"):
+        settings_from(parser.parse_args(["--shutdown-grace", "-1"]), {})
+
+
+# -- backoff and results -------------------------------------------------------------------------------
+
+
+def test_backoff_grows_exponentially_with_equal_jitter_up_to_the_cap():
+    policy = BackoffPolicy(base_seconds=1.0, cap_seconds=3600.0)
+    rng = random.Random(7)
+    for attempt in range(1, 12):
+        ceiling = min(3600.0, 2.0 ** (attempt - 1))
+        delays = [policy.delay(attempt, rng) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), attempt
+    assert all(1800 <= policy.delay(100, rng) <= 3600 for _ in range(100))
+    assert BackoffPolicy(0.0, 0.0).delay(5) == 0.0
+
+
+def test_results_must_be_small_json_objects():
+    assert encode_result(None, 100) == "{}"
+    assert encode_result({"é": [1, 2.5, None, True]}, 100) == '{"é":[1,2.5,null,true]}'
+    for bad, reason in [
+        ([1], "not a dict"),
+        ({"x": object()}, "not JSON-serialisable"),
+        ({"x": float("inf")}, "not JSON-serialisable"),
+        ({"x": "\x00"}, "NUL"),
+        ({"x": "\ud800"}, "not valid Unicode"),
+        ({"x": "é" * 60}, "bytes as JSON; the limit is 100"),
+    ]:
+        with pytest.raises(InvalidResult, match=reason):
+            encode_result(bad, 100)
+    recursive: dict[str, object] = {}
+    recursive["self"] = recursive
+    with pytest.raises(InvalidResult):
+        encode_result(recursive, 100)
+
+
+def test_error_messages_are_bounded_and_storable():
+    assert clean_message("a\x00b") == "a\\0b"
+    long = clean_message("x" * 10_000)
+    assert len(long) == 4000 and long.endswith("(truncated)")
+    assert clean_message("\ud800") == "?"
+
+
+# -- the registry --------------------------------------------------------------------------------------
+
+
+def test_registry_tells_sync_from_async_and_refuses_duplicates():
+    registry = HandlerRegistry()
+
+    async def run_async(payload, ctx):
+        return payload
+
+    def run_sync(payload, ctx):
+        return payload
+
+    class AsyncCallable:
+        async def __call__(self, payload, ctx):
+            return payload
+
+    assert registry.register("a", run_async).is_async
+    assert not registry.register("b", run_sync).is_async
+    assert registry.register("c", functools.partial(run_async)).is_async
+    assert registry.register("d", AsyncCallable()).is_async
+    assert registry.types() == ["a", "b", "c", "d"]
+    with pytest.raises(RegistryError, match="already has a handler"):
+        registry.register("a", run_sync)
+    registry.register("a", run_sync, replace=True)
+    assert not registry.get("a").is_async
+    with pytest.raises(RegistryError, match="must be 1-128 characters"):
+        registry.register("Not Valid", run_sync)
+    with pytest.raises(RegistryError, match="not callable"):
+        registry.register("e", "nope")
+
+
+def test_types_are_the_requested_ones_that_have_a_handler():
+    registry = HandlerRegistry()
+    registry.register("echo", lambda payload, ctx: payload)
+    registry.register("sleep", lambda payload, ctx: payload)
+    assert resolve_types((), registry) == ["echo", "sleep"]
+    assert resolve_types(("sleep", "missing"), registry) == ["sleep"]
+
+
+def test_handler_modules_that_fail_to_import_are_named():
+    with pytest.raises(RegistryError, match="cannot import handler module 'no_such_module_for_tests'"):
+        load_handler_modules(["no_such_module_for_tests"])
+
+
+def test_entry_points_register_modules_and_functions(tmp_path, monkeypatch):
+    package = tmp_path / "ep_handlers_for_tests"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        textwrap.dedent(
+            """
+            def shout(payload, ctx):
+                return {"text": payload["text"].upper()}
+            """
+        )
+    )
+    dist_info = tmp_path / "ep_handlers_for_tests-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-handlers-for-tests\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[jobservice.handlers]\nshout = ep_handlers_for_tests:shout\nplain_module = ep_handlers_for_tests\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = HandlerRegistry()
+    try:
+        assert sorted(load_entry_points(registry)) == ["plain_module", "shout"]
+    finally:
+        sys.modules.pop("ep_handlers_for_tests", None)
+    shout = registry.get("shout")
+    assert shout is not None and shout.function({"text": "hi"}, None) == {"text": "HI"}
+    assert "plain_module" not in registry  # a module registers through its own decorators
+
+
+def test_help_is_built_from_the_real_flags():
+    parser = build_parser()
+    assert isinstance(parser, argparse.ArgumentParser)
+    text = parser.format_help()
+    assert "EXECUTOR_CONCURRENCY" in text and "EXECUTOR_MAX_RESULT_BYTES" in text
