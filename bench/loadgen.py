@@ -71,6 +71,12 @@ class LoadResult:
     error_samples: list[str] = field(default_factory=list)
     began_at: float = 0.0  # wall clock (time.time()) when the (last) worker began its load
     cpu_seconds: float = 0.0  # CPU the load generators used while loading (are they the bottleneck?)
+    wall_seconds: float = 0.0  # how long they loaded, warm-up included
+
+    @property
+    def client_cores(self) -> float:
+        """The load generators' CPU use in cores (summed over the processes)."""
+        return self.cpu_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
     @property
     def calls_per_second(self) -> float:
@@ -95,6 +101,7 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
         merged.error_samples.extend(result.error_samples[: max(0, 5 - len(merged.error_samples))])
         merged.began_at = max(merged.began_at, result.began_at)
         merged.cpu_seconds += result.cpu_seconds
+        merged.wall_seconds = max(merged.wall_seconds, result.wall_seconds)
     return merged
 
 
@@ -318,4 +325,5 @@ class _Driver:
         end = min(time.perf_counter(), self.stop_at)
         self.result.elapsed = max(0.0, end - self.measure_from)
         self.result.cpu_seconds = time.process_time() - self.cpu_start
+        self.result.wall_seconds = time.perf_counter() - self.start
         return self.result

@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.harness import ACTIVE, Cluster, job_counts
+from bench.harness import ACTIVE, Cluster, cpu_seconds, job_counts
 from bench.loadgen import LoadResult, LoadSpec, run_workers
 from bench.stats import latency_summary
 
-__all__ = ["DrainRun", "drain", "prefill", "split", "summary"]
+__all__ = ["DrainRun", "drain", "load_with_api_cpu", "prefill", "split", "summary"]
 
 POLL_SECONDS = 0.02
 SAMPLE_SECONDS = 0.5
@@ -32,6 +32,23 @@ def prefill(cluster: Cluster, jobs: int, callers: int, batch_size: int = 1000) -
     if result.errors or result.jobs != jobs:
         raise RuntimeError(f"prefill: {result.jobs} of {jobs} jobs accepted; errors: {result.error_samples}")
     return result
+
+
+def load_with_api_cpu(cluster: Cluster, specs: list[LoadSpec], timeout: float) -> tuple[LoadResult, float]:
+    """Run the load generators; also how many cores the api process used meanwhile (1.0 = one core).
+
+    An api near 1.0 is bound by its own interpreter; a client near 1.0 (LoadResult.cpu_seconds over
+    the elapsed time) would mean the client, not the service, is the limit.
+    """
+    mark: dict[str, float] = {}
+
+    def on_start(_: float) -> None:
+        mark["cpu"] = cpu_seconds(cluster.api.pid)
+        mark["time"] = time.monotonic()
+
+    result = run_workers(specs, timeout, on_start)
+    wall = time.monotonic() - mark["time"]
+    return result, (cpu_seconds(cluster.api.pid) - mark["cpu"]) / wall if wall > 0 else float("nan")
 
 
 @dataclass
@@ -145,6 +162,7 @@ def summary(result: LoadResult, scheduled: bool = False) -> dict[str, Any]:
         "dropped": result.dropped,
         "elapsed_seconds": round(result.elapsed, 3),
         "client_cpu_seconds": round(result.cpu_seconds, 2),
+        "client_cores": round(result.client_cores, 2),
         "calls_per_second": result.calls_per_second,
         "jobs_per_second": result.jobs_per_second,
         "latency": latency_summary(result.latencies),

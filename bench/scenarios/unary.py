@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from bench.config import BenchConfig
 from bench.harness import BenchContext, Cluster
-from bench.loadgen import LoadSpec, run_workers
+from bench.loadgen import LoadSpec
 from bench.report import ScenarioResult
-from bench.scenarios.common import split, summary
+from bench.scenarios.common import load_with_api_cpu, split, summary
 from bench.stats import latency_summary, median
 
 NAME = "unary"
@@ -24,6 +24,8 @@ def run(ctx: BenchContext, config: BenchConfig) -> ScenarioResult:
     result = ScenarioResult(NAME, DESCRIPTION)
     clients = max(1, min(config.unary_clients, config.unary_concurrency))
     closed = []
+    api_cores: list[float] = []
+    fixed_cores = float("nan")
     fixed = None
     with Cluster.start(ctx, NAME) as cluster:
         for number in range(config.runs):
@@ -38,7 +40,9 @@ def run(ctx: BenchContext, config: BenchConfig) -> ScenarioResult:
                 )
                 for share in split(config.unary_concurrency, clients)
             ]
-            closed.append(run_workers(specs, timeout=config.unary_seconds + config.warmup_seconds + 60))
+            load, cores = load_with_api_cpu(cluster, specs, timeout=config.unary_seconds + config.warmup_seconds + 60)
+            closed.append(load)
+            api_cores.append(cores)
         if config.unary_rate > 0:
             ctx.say(f"unary: open loop at {config.unary_rate:g} RPCs/s")
             specs = [
@@ -51,32 +55,40 @@ def run(ctx: BenchContext, config: BenchConfig) -> ScenarioResult:
                 )
                 for _ in range(clients)
             ]
-            fixed = run_workers(specs, timeout=config.unary_seconds + config.warmup_seconds + 60)
-        cpu = cluster.service_cpu_seconds()
+            fixed, fixed_cores = load_with_api_cpu(
+                cluster, specs, timeout=config.unary_seconds + config.warmup_seconds + 60
+            )
 
     runs = [summary(r) for r in closed]
     conc = config.unary_concurrency
+    client_cores = median([r.client_cores for r in closed])
     result.add(
         f"c={conc}: RPCs/s",
         median([r.calls_per_second for r in closed]),
         "RPC/s",
         ">= 3000",
-        note=f"median of {len(closed)}",
+        note=f"median of {len(closed)}; api {median(api_cores):.2f} cores, client {client_cores:.2f}",
     )
     result.add(f"c={conc}: p50", median([s["latency"]["p50_ms"] for s in runs]), "ms")
     result.add(f"c={conc}: p99", median([s["latency"]["p99_ms"] for s in runs]), "ms")
     errors = sum(r.errors for r in closed)
     if errors:
         result.add(f"c={conc}: errors", errors, "calls")
-    details = {"clients": clients, "concurrency": conc, "closed_loop_runs": runs, "api_cpu_seconds": cpu}
+    for summary_, cores in zip(runs, api_cores, strict=True):
+        summary_["api_cores"] = round(cores, 2)
+    details = {"clients": clients, "concurrency": conc, "closed_loop_runs": runs}
     if fixed is not None:
         lat = latency_summary(fixed.scheduled_latencies)
         rate = f"{config.unary_rate:,.0f}/s"
-        result.add(f"{rate}: achieved", fixed.calls_per_second, "RPC/s")
+        result.add(f"{rate}: achieved", fixed.calls_per_second, "RPC/s", note=f"api {fixed_cores:.2f} cores")
         result.add(f"{rate}: p50", lat["p50_ms"], "ms", note="from scheduled send")
         result.add(f"{rate}: p99", lat["p99_ms"], "ms", "< 20", note="from scheduled send")
         if fixed.errors or fixed.dropped:
             result.add(f"{rate}: errors+dropped", fixed.errors + fixed.dropped, "calls")
-        details["fixed_rate"] = {"offered_per_second": config.unary_rate, **summary(fixed, scheduled=True)}
+        details["fixed_rate"] = {
+            "offered_per_second": config.unary_rate,
+            "api_cores": round(fixed_cores, 2),
+            **summary(fixed, scheduled=True),
+        }
     result.details = details
     return result
