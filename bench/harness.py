@@ -180,8 +180,10 @@ class ExecutorSet:
         """The effective executor settings (as the executor reads them from this environment)."""
         from services.executor.settings import ExecutorSettings
 
-        settings = dataclasses.asdict(ExecutorSettings.from_env(self.env))
+        # The processes inherit this environment too (ServiceProcess), so EXECUTOR_* set in the shell count.
+        settings = dataclasses.asdict(ExecutorSettings.from_env({**os.environ, **self.env}))
         settings.pop("database_url", None)
+        settings.pop("metrics_port", None)  # one free port per executor
         return {"executors": self.count, **settings}
 
     def launch(self) -> float:
