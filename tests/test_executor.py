@@ -343,19 +343,36 @@ def test_a_stale_outcome_is_dropped_and_counted(engine, start_executor):
     assert executor.metric("jobs_completed_total", job_type="sleep") == 0
 
 
-def test_a_lost_lease_is_noticed_while_running_and_its_result_discarded(engine, start_executor):
+def test_a_lost_lease_is_noticed_while_running_and_the_job_left_to_its_new_holder(engine, start_executor):
     executor = start_executor()
     [job_id] = submit(engine, "sleep", {"seconds": 60})
+    wait_for_jobs(engine, [job_id], {JobStatus.PROCESSING})
+    execute(engine, "UPDATE jobs SET lease_token = gen_random_uuid() WHERE job_id = :id", id=job_id)
+    wait_until(lambda: executor.metric("leases_lost_total") == 1, 5, what="the lost lease")
+    assert executor.metric("jobs_running") == 0  # the slot is free
+    job = get_jobs(engine, [job_id])[job_id]
+    assert job.status is JobStatus.PROCESSING  # nothing written over the new holder's lease
+    assert "lease lost while running" in executor.output()
+
+
+def test_re_leasing_a_job_still_running_here_discards_the_old_attempt(engine, start_executor):
+    # The lease is taken away (as by the scheduler's rescue) and the same executor leases the job again
+    # before any lease check: the old attempt must not complete it, nor steal the new attempt's slot.
+    executor = start_executor(env={"EXECUTOR_CANCEL_CHECK_INTERVAL_SECONDS": "60"})
+    [job_id] = submit(engine, "sleep", {"seconds": 1})
     wait_for_jobs(engine, [job_id], {JobStatus.PROCESSING})
     execute(
         engine,
         "UPDATE jobs SET status = 'READY', lease_token = NULL, lease_owner = NULL WHERE job_id = :id",
         id=job_id,
     )
-    wait_until(lambda: executor.metric("leases_lost_total") == 1, 5, what="the lost lease")
-    # The executor freed the slot and leased the job again as a new attempt.
-    job = wait_for_jobs(engine, [job_id], {JobStatus.PROCESSING})[job_id]
-    assert job.attempts == 2
+    execute(engine, "SELECT pg_notify('jobs_ready', '')")
+    job = wait_for_jobs(engine, [job_id])[job_id]
+    assert (job.status, job.attempts) == (JobStatus.COMPLETED, 2)
+    assert executor.metric("leases_lost_total") == 1
+    wait_until(lambda: executor.metric("jobs_completed_total", job_type="sleep") == 1, 5)
+    assert executor.metric("jobs_running") == 0
+    assert executor.metric("stale_outcomes_total") == 0
 
 
 def test_heartbeats_extend_leases(engine, start_executor):

@@ -123,6 +123,10 @@ class Runner:
     def start(self, job: LeasedJob) -> None:
         """Start an attempt of ``job``; its outcome is reported when it ends."""
         loop = self._loop
+        if job.job_id in self._running:
+            # We leased a job we still run: our earlier lease was taken from us (it expired and the job
+            # was rescued) before the heartbeat noticed. The old attempt's result no longer counts.
+            self.lose(job.job_id)
         context = JobContext(job.job_id, job.type, job.attempt, job.max_attempts, job.timeout_seconds)
         attempt = Attempt(job, context, loop.time())
         self._running[job.job_id] = attempt
@@ -268,7 +272,8 @@ class Runner:
         if attempt.timer is not None:
             attempt.timer.cancel()
         job = attempt.job
-        if self._running.pop(job.job_id, None) is not None:
+        if self._running.get(job.job_id) is attempt:
+            del self._running[job.job_id]
             metrics.JOBS_RUNNING.dec()
         if not self._running:
             self._idle.set()
