@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -188,7 +190,15 @@ def _server_version(server_url: str) -> str:
         conn.close()
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C: services stopped, databases dropped."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
@@ -225,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     results: list[ScenarioResult] = []
+    interrupted = False
     for name in chosen:
         module = SCENARIOS[name]
         print(f"-- {name}: {module.DESCRIPTION}", flush=True)
@@ -234,7 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             result: ScenarioResult = module.run(ctx, config)
         except KeyboardInterrupt:
-            raise
+            # The scenario's context managers have stopped its processes and dropped its database.
+            print(f"   {name}: interrupted; the scenarios finished so far are reported", flush=True)
+            interrupted = True
+            break
         except Exception:
             result = ScenarioResult(name, module.DESCRIPTION, error=traceback.format_exc())
             print(result.error, file=sys.stderr, flush=True)
@@ -250,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"   {name}: {result.seconds:.0f} s, CPUs {busy:.0%} busy{' FAILED' if result.error else ''}", flush=True)
 
     meta["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    meta["interrupted"] = interrupted
     meta["environment_after"] = {"loadavg": list(os.getloadavg())}
     write_json(output, to_json(results, meta))
     print()
@@ -261,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.keep_logs:
         print(f"service logs: {log_dir}")
     else:
-        for path in log_dir.iterdir():
-            path.unlink()
-        log_dir.rmdir()
+        shutil.rmtree(log_dir, ignore_errors=True)
+    if interrupted:
+        return 130
     return 1 if any(result.error for result in results) else 0
