@@ -23,6 +23,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -61,13 +62,19 @@ class PgInstance:
     """One private PostgreSQL server: ``start()``, ``stop()``, ``restart()``, ``url``."""
 
     def __init__(self, directory: Path, database: str = "jobs", port: int | None = None) -> None:
-        self.directory = Path(directory)
+        self._as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+        if self._as_root:
+            # pytest keeps its temp folders owner-only (and re-tightens them when any session starts), so
+            # the server user could lose its way in; a folder of its own directly under /tmp cannot.
+            self.directory = Path(tempfile.mkdtemp(prefix=f"jobs-pg-{Path(directory).name}-"))
+            self.directory.chmod(0o755)
+        else:
+            self.directory = Path(directory)
         self.data_dir = self.directory / "data"
         self.log_path = self.directory / "postgres.log"
         self.database = database
         self.port = port or free_port()
         self._bin = _binaries()
-        self._as_root = hasattr(os, "geteuid") and os.geteuid() == 0
         self._created_database = False
 
     # -- URLs -------------------------------------------------------------------------------------
@@ -142,9 +149,7 @@ class PgInstance:
         self.data_dir.mkdir(exist_ok=True)
         if self._as_root:
             uid, gid = _ensure_server_user()
-            # The server user must reach its directory through the test's (often private) tmp dirs.
-            for parent in self.directory.resolve().parents:
-                parent.chmod(parent.stat().st_mode | 0o011)
+            # PostgreSQL refuses to run as root: the server user owns its files.
             for path in (self.directory, self.data_dir):
                 os.chown(path, uid, gid)
         self._run(
