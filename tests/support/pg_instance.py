@@ -14,7 +14,8 @@ restarts, so processes under test reconnect by themselves.
 
 ``database`` names the database in ``url`` (created on first start); ``admin_url`` points at postgres.
 As root, the server runs as the ``pgserver`` system user (PostgreSQL refuses to run as root), created if
-missing; the directories above ``directory`` get o+x so that user can reach it.
+missing, and its files live in a folder of their own under /tmp (``directory`` only names it): pytest's
+temp folders are owner-only, and another pytest session may tighten them again at any moment.
 """
 
 from __future__ import annotations
