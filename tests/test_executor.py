@@ -10,6 +10,7 @@ import signal
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -289,11 +290,11 @@ def test_cancelling_a_running_job_ends_it_cancelled(engine, start_executor, job_
 
 
 def test_sigterm_lets_short_jobs_finish_and_hands_long_ones_back_uncounted(engine, start_executor):
-    executor = start_executor("--concurrency", "3", "--shutdown-grace", "1.5")
-    [short_id] = submit(engine, "sleep", {"seconds": 0.5})
+    executor = start_executor("--concurrency", "3", "--shutdown-grace", "3")
+    [short_id] = submit(engine, "sleep", {"seconds": 1})
     [long_id] = submit(engine, "sleep", {"seconds": 60})
     [sync_id] = submit(engine, "tests.block_sync", {"seconds": 60})
-    wait_for_jobs(engine, [short_id, long_id, sync_id], {JobStatus.PROCESSING})
+    wait_for_jobs(engine, [short_id, long_id, sync_id], {JobStatus.PROCESSING, JobStatus.COMPLETED})
     executor.signal(signal.SIGTERM)
     assert executor.wait_stopped(20) == 0
     jobs = get_jobs(engine, [short_id, long_id, sync_id])
@@ -331,7 +332,7 @@ def test_a_stale_outcome_is_dropped_and_counted(engine, start_executor):
             "EXECUTOR_CANCEL_CHECK_INTERVAL_SECONDS": "60",
         }
     )
-    [job_id] = submit(engine, "sleep", {"seconds": 1})
+    [job_id] = submit(engine, "sleep", {"seconds": 2})
     wait_for_jobs(engine, [job_id], {JobStatus.PROCESSING})
     # Another party took the job over (as after a rescue and a new lease): a new token.
     execute(engine, "UPDATE jobs SET lease_token = gen_random_uuid() WHERE job_id = :id", id=job_id)
@@ -359,11 +360,12 @@ def test_re_leasing_a_job_still_running_here_discards_the_old_attempt(engine, st
     # The lease is taken away (as by the scheduler's rescue) and the same executor leases the job again
     # before any lease check: the old attempt must not complete it, nor steal the new attempt's slot.
     executor = start_executor(env={"EXECUTOR_CANCEL_CHECK_INTERVAL_SECONDS": "60"})
-    [job_id] = submit(engine, "sleep", {"seconds": 1})
+    [job_id] = submit(engine, "sleep", {"seconds": 2})
     wait_for_jobs(engine, [job_id], {JobStatus.PROCESSING})
     execute(
         engine,
-        "UPDATE jobs SET status = 'READY', lease_token = NULL, lease_owner = NULL WHERE job_id = :id",
+        "UPDATE jobs SET status = 'READY', lease_token = NULL, lease_owner = NULL"
+        " WHERE job_id = :id AND status = 'PROCESSING'",
         id=job_id,
     )
     execute(engine, "SELECT pg_notify('jobs_ready', '')")
@@ -433,8 +435,13 @@ def test_bad_results_and_payloads_fail_the_job_with_a_clear_error(engine, start_
     ids = {kind: submit(engine, "tests.bad_result", {"kind": kind}, max_attempts=3)[0] for kind in cases}
     [exit_id] = submit(engine, "tests.exit", {}, max_attempts=1)
     # A payload the API would refuse, written behind its back.
-    [array_id] = submit(engine, "echo", {})
-    execute(engine, "UPDATE jobs SET payload = '[1, 2]'::jsonb WHERE job_id = :id", id=array_id)
+    # (PENDING first, so that the executor cannot run it before the payload is replaced).
+    [array_id] = submit(engine, "echo", {}, scheduled_at=datetime.now(timezone.utc) + timedelta(hours=1))
+    execute(
+        engine,
+        "UPDATE jobs SET payload = '[1, 2]'::jsonb, status = 'READY', run_at = now() WHERE job_id = :id",
+        id=array_id,
+    )
     jobs = wait_for_jobs(engine, [*ids.values(), exit_id, array_id])
     for kind, expected in cases.items():
         job = jobs[ids[kind]]
