@@ -3,7 +3,8 @@
 Each phase measures, on the same api and database:
 
 - lease: ``--big-lease-jobs`` READY jobs are inserted, then leased ``--big-lease-batch`` at a time and
-  completed with the executor's own statements (shared.database.queue.JobQueue), timed per call;
+  completed with the executor's own statements (shared.database.queue.JobQueue), timed per call
+  (``--runs`` times; the median of each percentile);
 - drain: ``--big-drain-jobs`` jobs submitted through SubmitJobs, drained by one executor (``--runs``
   times, median);
 - SubmitJob latency: a closed loop at ``--big-submit-concurrency`` for ``--big-seconds``;
@@ -11,13 +12,17 @@ Each phase measures, on the same api and database:
 
 Between the phases ``--big-rows`` COMPLETED jobs are inserted with one INSERT ... SELECT
 generate_series (finished an hour ago, well inside the retention, so the scheduler keeps them) and
-the table is VACUUM ANALYZEd. The slowdown ratios are big / empty (1.00 = no slowdown).
+the table is VACUUM ANALYZEd. Each phase starts with a CHECKPOINT, so that neither pays for writing back
+what came before it. The jobs SubmitJob created are marked COMPLETED at the end of a phase. The slowdown
+ratios are big / empty (1.00 = no slowdown).
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any
+
+import psycopg2
 
 from bench.config import BenchConfig
 from bench.harness import BenchContext, Cluster
@@ -121,11 +126,74 @@ def run(ctx: BenchContext, config: BenchConfig) -> ScenarioResult:
 
 
 def _measure(ctx: BenchContext, cluster: Cluster, config: BenchConfig, label: str) -> dict[str, Any]:
+    checkpointed = _checkpoint(cluster)
+    ctx.say(f"bigtable ({label}): lease and complete {config.big_lease_jobs} jobs by SQL, {config.runs} times")
+    leases = [_lease_and_complete(cluster, config) for _ in range(config.runs)]
+
+    ctx.say(f"bigtable ({label}): drain {config.big_drain_jobs} jobs with one executor, {config.runs} times")
+    drains = [
+        drain(cluster, config.big_drain_jobs, 1, config.concurrency[0], 1, config.drain_timeout)
+        for _ in range(config.runs)
+    ]
+
+    ctx.say(f"bigtable ({label}): SubmitJob and GetStats latency")
+    warmup = min(config.warmup_seconds, 0.5)
+    submit = run_workers(
+        [
+            LoadSpec(
+                target=cluster.target,
+                kind="unary",
+                concurrency=config.big_submit_concurrency,
+                duration=config.big_seconds,
+                warmup=warmup,
+            )
+        ],
+        timeout=config.big_seconds + 60,
+    )
+    stats = run_workers(
+        [LoadSpec(target=cluster.target, kind="stats", duration=config.big_seconds, warmup=warmup)],
+        timeout=config.big_seconds + 60,
+    )
+    # The jobs SubmitJob made would be leased by the next phase's measurement: finish them here.
+    cluster.execute(
+        "UPDATE jobs SET status = 'COMPLETED', started_at = now(), finished_at = now(), attempts = 1 "
+        "WHERE status = 'READY'"
+    )
+    rows = int(cluster.execute("SELECT count(*) FROM jobs")[0][0])
+    return {
+        "rows": rows,
+        "checkpoint_before": checkpointed,
+        "lease": {**_median_summary([run["lease"] for run in leases]), "batch": config.big_lease_batch},
+        "complete": _median_summary([run["complete"] for run in leases]),
+        "lease_runs": leases,
+        "drain_jobs_per_second": median([d.jobs_per_second for d in drains]),
+        "drain_runs_jobs_per_second": [d.jobs_per_second for d in drains],
+        "drain_all_completed": all(d.all_completed for d in drains),
+        "submit": summary(submit),
+        "stats": summary(stats),
+    }
+
+
+def _checkpoint(cluster: Cluster) -> bool:
+    """CHECKPOINT, so that writing back what came before (a million inserted rows) is not measured.
+
+    It needs a superuser or pg_checkpoint; without, the phase runs anyway (False in the JSON).
+    """
+    try:
+        cluster.execute("CHECKPOINT")
+    except psycopg2.Error:
+        return False
+    return True
+
+
+def _lease_and_complete(cluster: Cluster, config: BenchConfig) -> dict[str, Any]:
+    """Insert READY jobs, then lease and complete them in batches with the executor's statements, timed."""
     from shared.database.engine import create_database_engine
     from shared.database.queue import JobOutcome, JobQueue
     from shared.jobs import JobStatus
 
-    ctx.say(f"bigtable ({label}): lease and complete {config.big_lease_jobs} jobs by SQL")
+    if cluster.execute("SELECT count(*) FROM jobs WHERE status IN ('READY', 'PROCESSING')")[0][0]:
+        raise RuntimeError("bigtable: jobs are READY or PROCESSING before the lease measurement")
     cluster.execute(INSERT_READY_SQL, (config.big_lease_jobs,))
     cluster.execute("ANALYZE jobs")
     engine = create_database_engine(cluster.database_url, "jobs-bench", pool_size=1)
@@ -134,7 +202,8 @@ def _measure(ctx: BenchContext, cluster: Cluster, config: BenchConfig, label: st
     leased = 0
     try:
         queue = JobQueue(engine)
-        queue.lease_jobs("bench", ["echo"], 1, 30)  # a first connection, not timed (the job is left PROCESSING)
+        # Connects (not timed); the job it takes is finished below.
+        queue.lease_jobs("bench", ["echo"], 1, 30)
         while True:
             began = time.perf_counter()
             jobs = queue.lease_jobs("bench", ["echo"], config.big_lease_batch, 30)
@@ -152,43 +221,9 @@ def _measure(ctx: BenchContext, cluster: Cluster, config: BenchConfig, label: st
         "UPDATE jobs SET status = 'COMPLETED', finished_at = now(), lease_owner = NULL, "
         "lease_token = NULL, lease_expires_at = NULL WHERE status = 'PROCESSING'"
     )
+    return {"jobs": leased, "lease": latency_summary(leases), "complete": latency_summary(completes)}
 
-    ctx.say(f"bigtable ({label}): drain {config.big_drain_jobs} jobs with one executor, {config.runs} times")
-    drains = [
-        drain(cluster, config.big_drain_jobs, 1, config.concurrency[0], 1, config.drain_timeout)
-        for _ in range(config.runs)
-    ]
 
-    ctx.say(f"bigtable ({label}): SubmitJob and GetStats latency")
-    submit = run_workers(
-        [
-            LoadSpec(
-                target=cluster.target,
-                kind="unary",
-                concurrency=config.big_submit_concurrency,
-                duration=config.big_seconds,
-                warmup=min(config.warmup_seconds, 0.5),
-            )
-        ],
-        timeout=config.big_seconds + 60,
-    )
-    stats = run_workers(
-        [
-            LoadSpec(
-                target=cluster.target, kind="stats", duration=config.big_seconds, warmup=min(config.warmup_seconds, 0.5)
-            )
-        ],
-        timeout=config.big_seconds + 60,
-    )
-    rows = int(cluster.execute("SELECT count(*) FROM jobs")[0][0])
-    return {
-        "rows": rows,
-        "lease": {**latency_summary(leases), "jobs": leased, "batch": config.big_lease_batch},
-        "complete": latency_summary(completes),
-        "lease_and_complete_jobs_per_second": leased / (sum(leases) + sum(completes)) if leases else 0.0,
-        "drain_jobs_per_second": median([d.jobs_per_second for d in drains]),
-        "drain_runs_jobs_per_second": [d.jobs_per_second for d in drains],
-        "drain_all_completed": all(d.all_completed for d in drains),
-        "submit": summary(submit),
-        "stats": summary(stats),
-    }
+def _median_summary(summaries: list[dict[str, float]]) -> dict[str, float]:
+    """Per key, the median over the runs' latency summaries."""
+    return {key: median([s[key] for s in summaries]) for key in summaries[0]} if summaries else {}
