@@ -7,12 +7,21 @@ import functools
 import random
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
 from services.executor.__main__ import build_parser, resolve_types, settings_from
+from services.executor.context import JobContext
 from services.executor.outcomes import BackoffPolicy, InvalidResult, clean_message, encode_result
-from services.executor.registry import HandlerRegistry, RegistryError, load_entry_points, load_handler_modules
+from services.executor.registry import (
+    HandlerRegistry,
+    Mode,
+    RegistryError,
+    load_entry_points,
+    load_handler_modules,
+)
 from services.executor.settings import DEFAULT_CONCURRENCY, ExecutorSettings
 from shared.settings import SettingsError
 
@@ -148,6 +157,10 @@ def test_registry_tells_sync_from_async_and_refuses_duplicates():
         registry.register("a", run_sync)
     registry.register("a", run_sync, replace=True)
     assert not registry.get("a").is_async
+    assert registry.register("inline", run_sync, inline=True).mode is Mode.INLINE
+    assert registry.get("b").mode is Mode.THREAD
+    with pytest.raises(RegistryError, match="inline=True is for plain functions"):
+        registry.register("f", run_async, inline=True)
     with pytest.raises(RegistryError, match="must be 1-128 characters"):
         registry.register("Not Valid", run_sync)
     with pytest.raises(RegistryError, match="not callable"):
@@ -200,3 +213,19 @@ def test_help_is_built_from_the_real_flags():
     assert isinstance(parser, argparse.ArgumentParser)
     text = parser.format_help()
     assert "EXECUTOR_CONCURRENCY" in text and "EXECUTOR_MAX_RESULT_BYTES" in text
+
+
+def test_context_cancellation_reaches_waiting_threads():
+    ctx = JobContext(1, "t", attempt=2, max_attempts=2, timeout_seconds=30)
+    assert not ctx.cancelled and ctx.is_last_attempt
+    assert 29 < ctx.remaining_seconds <= 30
+    assert ctx.wait_cancelled(0.01) is False
+    waiter = threading.Thread(target=lambda: results.append(ctx.wait_cancelled(10)))
+    results: list[bool] = []
+    started = time.monotonic()
+    waiter.start()
+    time.sleep(0.05)
+    ctx.cancel()
+    waiter.join(5)
+    assert results == [True] and time.monotonic() - started < 2
+    assert ctx.cancelled and ctx.wait_cancelled(0) is True

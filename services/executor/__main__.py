@@ -169,8 +169,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return EXIT_USAGE
     if args.list_handlers:
         for registration in registry:
-            kind = "async" if registration.is_async else "sync"
-            print(f"{registration.job_type}\t{kind}\t{registration.origin}")
+            print(f"{registration.job_type}\t{registration.mode.value}\t{registration.origin}")
         return 0
 
     types = resolve_types(settings.types, registry)

@@ -54,6 +54,7 @@ class Completer:
         self._in_flight: list[tuple[LeasedJob, JobOutcome]] = []
         self._arrived = asyncio.Event()
         self._closing = False
+        metrics.OUTCOMES_PENDING.set_function(lambda: self.backlog)
 
     def add(self, job: LeasedJob, outcome: JobOutcome) -> None:
         """Queue an outcome for the next flush."""
@@ -86,7 +87,6 @@ class Completer:
             batch = self._buffer[: self._batch_size]
             del self._buffer[: self._batch_size]
             self._in_flight = batch
-            metrics.OUTCOMES_PENDING.set(self.backlog)
             try:
                 written = await self._write([outcome for _, outcome in batch])
             except DatabaseUnavailable:
@@ -101,7 +101,6 @@ class Completer:
                 self._in_flight = []
             backoff.reset()
             self._account(batch, written)
-            metrics.OUTCOMES_PENDING.set(self.backlog)
             self._on_flushed()
 
     async def close(self, timeout: float, task: asyncio.Task[None]) -> int:

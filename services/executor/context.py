@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 __all__ = ["JobContext"]
 
 _logger = logging.getLogger("services.executor.job")
+_EVENT_LOCK = threading.Lock()
 
 
 class JobContext:
@@ -20,22 +21,27 @@ class JobContext:
     and return early. Whatever it returns after that is discarded.
     """
 
-    __slots__ = ("_cancel", "_deadline_monotonic", "attempt", "deadline", "job_id", "max_attempts", "type")
+    __slots__ = ("_cancelled", "_deadline_monotonic", "_event", "attempt", "job_id", "max_attempts", "type")
 
     def __init__(self, job_id: int, job_type: str, attempt: int, max_attempts: int, timeout_seconds: float) -> None:
         self.job_id = job_id
         self.type = job_type
         self.attempt = attempt
         self.max_attempts = max_attempts
-        self.deadline: datetime = datetime.now(timezone.utc) + timedelta(seconds=timeout_seconds)
         self._deadline_monotonic = time.monotonic() + timeout_seconds
-        # A threading.Event, not an asyncio one: sync handlers check it from worker threads.
-        self._cancel = threading.Event()
+        self._cancelled = False
+        # Created only when a sync handler waits on it: most jobs never need one.
+        self._event: threading.Event | None = None
 
     @property
     def cancelled(self) -> bool:
         """True once the handler should stop: its result will be discarded."""
-        return self._cancel.is_set()
+        return self._cancelled
+
+    @property
+    def deadline(self) -> datetime:
+        """When the attempt times out (UTC)."""
+        return datetime.now(timezone.utc) + timedelta(seconds=self.remaining_seconds)
 
     @property
     def is_last_attempt(self) -> bool:
@@ -52,7 +58,15 @@ class JobContext:
 
         Async handlers need not call this: their task is cancelled for them.
         """
-        return self._cancel.wait(timeout)
+        if self._cancelled:
+            return True
+        with _EVENT_LOCK:
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        if self._cancelled:  # cancel() may have run before the event existed
+            event.set()
+        return event.wait(timeout)
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -61,7 +75,10 @@ class JobContext:
 
     def cancel(self) -> None:
         """Tell the handler to stop (called by the executor, not by handlers)."""
-        self._cancel.set()
+        self._cancelled = True
+        event = self._event
+        if event is not None:
+            event.set()
 
     def __repr__(self) -> str:
         return f"JobContext(job_id={self.job_id}, type={self.type!r}, attempt={self.attempt}/{self.max_attempts})"

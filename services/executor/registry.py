@@ -14,9 +14,10 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 from shared.jobs import TYPE_PATTERN
 
@@ -24,6 +25,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Handler",
     "HandlerRegistry",
+    "Mode",
     "Registration",
     "RegistryError",
     "default_registry",
@@ -34,8 +36,8 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "jobservice.handlers"
 
-HandlerResult = Union[dict[str, Any], None]  # noqa: UP007 - a runtime alias: `X | None` fails on 3.10's typing
-Handler = Callable[[dict[str, Any], Any], Union[HandlerResult, Awaitable[HandlerResult]]]  # noqa: UP007
+HandlerResult = dict[str, Any] | None
+Handler = Callable[[dict[str, Any], Any], HandlerResult | Awaitable[HandlerResult]]
 H = TypeVar("H", bound=Callable[..., Any])
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,14 @@ class RegistryError(ValueError):
     """A handler cannot be registered or a handler module cannot be loaded."""
 
 
+class Mode(str, Enum):
+    """How the executor calls a handler."""
+
+    ASYNC = "async"  # ``async def``: a task on the event loop; cancelled on timeout or cancel
+    THREAD = "thread"  # plain ``def``: in a thread of the handler pool; abandoned on timeout or cancel
+    INLINE = "inline"  # plain ``def`` registered with inline=True: called right on the event loop
+
+
 @dataclass(frozen=True)
 class Registration:
     """One registered handler. ``check`` runs once at start when the executor will run this type
@@ -52,9 +62,13 @@ class Registration:
 
     job_type: str
     function: Handler
-    is_async: bool
+    mode: Mode
     origin: str
     check: Callable[[], object] | None = None
+
+    @property
+    def is_async(self) -> bool:
+        return self.mode is Mode.ASYNC
 
 
 class HandlerRegistry:
@@ -69,9 +83,15 @@ class HandlerRegistry:
         function: Handler,
         *,
         replace: bool = False,
+        inline: bool = False,
         check: Callable[[], object] | None = None,
     ) -> Registration:
-        """Register ``function`` for ``job_type``; a second handler for one type needs ``replace=True``."""
+        """Register ``function`` for ``job_type``; a second handler for one type needs ``replace=True``.
+
+        ``inline=True`` (plain functions only) calls the handler on the event loop itself, saving the
+        hop to a thread: for handlers that take microseconds and never block (no I/O, no sleeping).
+        The executor cannot time such a call out, and everything else waits while it runs.
+        """
         if not TYPE_PATTERN.fullmatch(job_type):
             raise RegistryError(f"job type {job_type!r} must be 1-128 characters of a-z 0-9 _ . -")
         if not callable(function):
@@ -83,7 +103,13 @@ class HandlerRegistry:
                 f"job type {job_type!r} already has a handler ({existing.origin}); "
                 f"pass replace=True to register {origin} instead"
             )
-        registration = Registration(job_type, function, _is_async(function), origin, check)
+        if _is_async(function):
+            if inline:
+                raise RegistryError(f"the handler for {job_type!r} is async; inline=True is for plain functions")
+            mode = Mode.ASYNC
+        else:
+            mode = Mode.INLINE if inline else Mode.THREAD
+        registration = Registration(job_type, function, mode, origin, check)
         self._handlers[job_type] = registration
         return registration
 
@@ -111,16 +137,19 @@ def handler(
     job_type: str,
     *,
     replace: bool = False,
+    inline: bool = False,
     check: Callable[[], object] | None = None,
     registry: HandlerRegistry | None = None,
 ) -> Callable[[H], H]:
     """Decorator: register the function as the handler of ``job_type`` (in the default registry).
 
-    ``check`` is called once at executor start when this type will run; raise there to refuse to start.
+    ``inline=True``: see ``HandlerRegistry.register``. ``check`` is called once at executor start when
+    this type will run; raise there to refuse to start.
     """
 
     def register(function: H) -> H:
-        (default_registry if registry is None else registry).register(job_type, function, replace=replace, check=check)
+        target = default_registry if registry is None else registry
+        target.register(job_type, function, replace=replace, inline=inline, check=check)
         return function
 
     return register

@@ -1,11 +1,15 @@
 """Running attempts: one per leased job, each with its timeout, cancellation and a slot of the concurrency.
 
-Async handlers run as tasks on the event loop; sync handlers run in a thread pool. A timed-out or
-cancelled async handler has its task cancelled. A thread cannot be killed, so a sync handler past its
-timeout or cancel is *abandoned*: its context says ``cancelled``, its slot is freed at once, and its
-late result is discarded when the thread finally returns. The pool has ``max_abandoned_threads`` threads
-beyond the concurrency for such stragglers; past that allowance each straggler keeps holding a slot,
-so a handler that hangs forever can slow the executor down but never grow its threads without bound.
+How a handler runs depends on how it was registered (services/executor/registry.py):
+
+- ``async def``: a task on the event loop. Timeout and cancel cancel the task.
+- plain ``def``: a thread of the handler pool. A thread cannot be killed, so a sync handler past its
+  timeout or cancel is *abandoned*: its context says ``cancelled``, its slot is freed at once, and its
+  late result is discarded when the thread finally returns. The pool has ``max_abandoned_threads``
+  threads beyond the concurrency for such stragglers; past that allowance each straggler keeps holding a
+  slot, so a handler that hangs forever can slow the executor down but never grow its threads unbounded.
+- plain ``def`` registered ``inline=True``: called right away on the event loop, for handlers that take
+  microseconds (echo); no task, no thread, no timer.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
+
+from prometheus_client import Histogram
 
 from services.executor import metrics
 from services.executor.context import JobContext
@@ -30,7 +36,7 @@ from services.executor.outcomes import (
     encode_result,
     failed,
 )
-from services.executor.registry import HandlerRegistry, Registration
+from services.executor.registry import HandlerRegistry, Mode, Registration
 from shared.database.queue import JobOutcome, LeasedJob
 from shared.jobs import JobStatus
 
@@ -42,18 +48,19 @@ ReportOutcome = Callable[[LeasedJob, JobOutcome], None]
 
 
 class HandlerAborted(Exception):
-    """An async handler raised SystemExit or KeyboardInterrupt: a failure of the job, not of the executor."""
+    """A handler raised SystemExit or KeyboardInterrupt: a failure of the job, not of the executor."""
 
 
 class Attempt:
     """One running attempt of a leased job."""
 
-    __slots__ = ("abandoned", "context", "finished", "job", "started", "task", "thread_future", "timer")
+    __slots__ = ("abandoned", "context", "duration", "finished", "job", "started", "task", "thread_future", "timer")
 
-    def __init__(self, job: LeasedJob, context: JobContext, started: float) -> None:
+    def __init__(self, job: LeasedJob, context: JobContext, started: float, duration: Histogram) -> None:
         self.job = job
         self.context = context
         self.started = started
+        self.duration = duration
         self.task: asyncio.Future[Any] | None = None
         self.thread_future: concurrent.futures.Future[Any] | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -89,6 +96,11 @@ class Runner:
         self._idle = asyncio.Event()
         self._idle.set()
         self._loop = asyncio.get_running_loop()
+        self._histograms: dict[str, tuple[Histogram, Histogram]] = {}
+        self._debug = logger.isEnabledFor(logging.DEBUG)
+        # Read when /metrics is scraped, rather than updated for every job.
+        metrics.JOBS_RUNNING.set_function(lambda: len(self._running))
+        metrics.ABANDONED_THREADS.set_function(lambda: self._abandoned_threads)
 
     # -- what the other loops ask ------------------------------------------------------------------
 
@@ -122,27 +134,34 @@ class Runner:
 
     def start(self, job: LeasedJob) -> None:
         """Start an attempt of ``job``; its outcome is reported when it ends."""
-        loop = self._loop
         if job.job_id in self._running:
             # We leased a job we still run: our earlier lease was taken from us (it expired and the job
             # was rescued) before the heartbeat noticed. The old attempt's result no longer counts.
             self.lose(job.job_id)
+        queue_wait, duration = self._histograms_for(job.type)
+        queue_wait.observe(max(0.0, (job.started_at - job.run_at).total_seconds()))
+        if self._debug:
+            logger.debug("job started", extra=_log_fields(job))
+        registration = self._registry.get(job.type)
+        if registration is None or not isinstance(job.payload, dict):
+            if registration is None:
+                # Only registered types are leased; this guards against a registry changed at run time.
+                message = f"no handler for job type {job.type!r}"
+            else:
+                message = f"payload must be a JSON object, got {type(job.payload).__name__}"
+            self._report_outcome(job, self._failure(job, message, retryable=False))
+            return
         context = JobContext(job.job_id, job.type, job.attempt, job.max_attempts, job.timeout_seconds)
-        attempt = Attempt(job, context, loop.time())
+        loop = self._loop
+        if registration.mode is Mode.INLINE:
+            started = loop.time()
+            outcome = self._call_inline(job, registration, context)
+            duration.observe(loop.time() - started)
+            self._report_outcome(job, outcome)
+            return
+        attempt = Attempt(job, context, loop.time(), duration)
         self._running[job.job_id] = attempt
         self._idle.clear()
-        metrics.JOBS_RUNNING.inc()
-        metrics.JOB_QUEUE_WAIT.labels(job.type).observe(max(0.0, (job.started_at - job.run_at).total_seconds()))
-        registration = self._registry.get(job.type)
-        if registration is None:
-            # Only registered types are leased; this guards against a registry changed at run time.
-            self._finish(attempt, self._failure(job, f"no handler for job type {job.type!r}", retryable=False))
-            return
-        if not isinstance(job.payload, dict):
-            message = f"payload must be a JSON object, got {type(job.payload).__name__}"
-            self._finish(attempt, self._failure(job, message, retryable=False))
-            return
-        logger.debug("job started", extra=_log_fields(job))
         try:
             self._launch(attempt, registration)
         except Exception as error:  # e.g. the thread pool refused work; never leave the slot taken
@@ -153,7 +172,7 @@ class Runner:
 
     def _launch(self, attempt: Attempt, registration: Registration) -> None:
         job, context = attempt.job, attempt.context
-        if registration.is_async:
+        if registration.mode is Mode.ASYNC:
             task = asyncio.ensure_future(_call_async(registration.function, job.payload, context))
             attempt.task = task
             task.add_done_callback(lambda future: self._on_task_done(attempt, future))
@@ -165,6 +184,15 @@ class Runner:
         thread_future = self._threads.submit(registration.function, job.payload, context)
         attempt.thread_future = thread_future
         thread_future.add_done_callback(lambda future: self._from_thread(attempt, future))
+
+    def _call_inline(self, job: LeasedJob, registration: Registration, context: JobContext) -> JobOutcome:
+        try:
+            result = registration.function(job.payload, context)
+        except PermanentError as error:
+            return self._failure(job, describe_error(error), retryable=False)
+        except BaseException as error:  # SystemExit from a handler must not stop the executor either
+            return self._failure(job, describe_error(error))
+        return self._judge(job, result)
 
     # -- endings -----------------------------------------------------------------------------------
 
@@ -179,10 +207,7 @@ class Runner:
             if attempt.abandoned:
                 attempt.abandoned = False
                 self._abandoned_threads -= 1
-                metrics.ABANDONED_THREADS.set(self._abandoned_threads)
-                logger.info(
-                    "an abandoned handler thread returned; its result is discarded", extra=_log_fields(attempt.job)
-                )
+                logger.info("an abandoned handler thread returned; result discarded", extra=_log_fields(attempt.job))
                 self._on_slot_freed()
             return
         self._decide(attempt, future)
@@ -202,18 +227,22 @@ class Runner:
             elif (error := future.exception()) is not None:
                 outcome = self._failure(job, describe_error(error), retryable=not isinstance(error, PermanentError))
             else:
-                result = future.result()
-                if inspect.isawaitable(result):
-                    if inspect.iscoroutine(result):
-                        result.close()
-                    raise InvalidResult("a sync handler returned an awaitable; declare the handler `async def`")
-                outcome = completed(job, encode_result(result, self._max_result_bytes))
-        except InvalidResult as error:
-            outcome = self._failure(job, str(error), retryable=False)
+                outcome = self._judge(job, future.result())
         except Exception as error:  # never leave a slot taken because deciding went wrong
             logger.exception("could not judge the handler's outcome", extra=_log_fields(job))
             outcome = self._failure(job, f"executor error: {describe_error(error)}")
         self._finish(attempt, outcome)
+
+    def _judge(self, job: LeasedJob, result: Any) -> JobOutcome:
+        """The outcome of a handler that returned ``result``."""
+        try:
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise InvalidResult("a sync handler returned an awaitable; declare the handler `async def`")
+            return completed(job, encode_result(result, self._max_result_bytes))
+        except InvalidResult as error:
+            return self._failure(job, str(error), retryable=False)
 
     def _time_out(self, attempt: Attempt) -> None:
         if attempt.finished:
@@ -265,7 +294,6 @@ class Runner:
         ):
             attempt.abandoned = True
             self._abandoned_threads += 1
-            metrics.ABANDONED_THREADS.set(self._abandoned_threads)
 
     def _finish(self, attempt: Attempt, outcome: JobOutcome | None) -> None:
         attempt.finished = True
@@ -274,25 +302,35 @@ class Runner:
         job = attempt.job
         if self._running.get(job.job_id) is attempt:
             del self._running[job.job_id]
-            metrics.JOBS_RUNNING.dec()
         if not self._running:
             self._idle.set()
-        metrics.JOB_DURATION.labels(job.type).observe(self._loop.time() - attempt.started)
+        attempt.duration.observe(self._loop.time() - attempt.started)
         if outcome is not None:
-            if outcome.error_message is not None and outcome.status is not JobStatus.CANCELLED:
-                logger.warning(
-                    "job attempt failed (%s): %s",
-                    "retry" if outcome.retry_delay is not None else "final",
-                    outcome.error_message,
-                    extra=_log_fields(job),
-                )
-            else:
-                logger.debug("job attempt ended: %s", outcome.status.value, extra=_log_fields(job))
-            self._report(job, outcome)
+            self._report_outcome(job, outcome)
         self._on_slot_freed()
+
+    def _report_outcome(self, job: LeasedJob, outcome: JobOutcome) -> None:
+        if outcome.error_message is not None and outcome.status is not JobStatus.CANCELLED:
+            logger.warning(
+                "job attempt failed (%s): %s",
+                "will retry" if outcome.status is JobStatus.PENDING else "final",
+                outcome.error_message,
+                extra=_log_fields(job),
+            )
+        elif self._debug:
+            logger.debug("job attempt ended: %s", outcome.status.value, extra=_log_fields(job))
+        self._report(job, outcome)
 
     def _failure(self, job: LeasedJob, message: str, retryable: bool = True) -> JobOutcome:
         return failed(job, message, retryable=retryable, backoff=self._backoff)
+
+    def _histograms_for(self, job_type: str) -> tuple[Histogram, Histogram]:
+        # Cached: looking a labelled child up costs more than observing it.
+        children = self._histograms.get(job_type)
+        if children is None:
+            children = (metrics.JOB_QUEUE_WAIT.labels(job_type), metrics.JOB_DURATION.labels(job_type))
+            self._histograms[job_type] = children
+        return children
 
     def shutdown_threads(self) -> None:
         """Let go of the thread pool without waiting for abandoned threads."""

@@ -20,9 +20,9 @@ class DeliberateFailure(Exception):
     """What the ``fail`` handler raises."""
 
 
-@handler("echo")
-async def echo(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Return the payload as the result."""
+@handler("echo", inline=True)
+def echo(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Return the payload as the result (inline: microseconds, no task or thread needed)."""
     return payload
 
 
@@ -35,8 +35,8 @@ async def sleep(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     return {"slept_seconds": seconds}
 
 
-@handler("fail")
-async def fail(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+@handler("fail", inline=True)
+def fail(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Raise ``message`` on the first ``times`` attempts (all of them when absent), then succeed."""
     message = payload.get("message", DEFAULT_FAIL_MESSAGE)
     if not isinstance(message, str):

@@ -18,7 +18,8 @@ SET status = 'PROCESSING',
     attempts = j.attempts + 1,
     started_at = now(),
     updated_at = now()
-FROM candidates AS c
-WHERE j.job_id = c.job_id
+-- ANY(ARRAY(...)) rather than a join: always primary-key lookups, never a hash join that scans the
+-- whole table (millions of finished rows) when the planner misjudges the batch.
+WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM candidates))
 RETURNING j.job_id, j.type, j.priority, j.payload, j.attempts, j.max_attempts, j.timeout_seconds,
           j.run_at, j.started_at, j.lease_token, j.traceparent
