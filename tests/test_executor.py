@@ -498,3 +498,18 @@ def test_help_describes_the_flags():
     for flag in ("--concurrency", "--types", "--handlers", "--poll-only", "--shutdown-grace", "--metrics-port"):
         assert flag in output
     assert "EXECUTOR_CONCURRENCY" in output and "RETRY_BACKOFF_BASE_SECONDS" in output
+
+
+def test_list_handlers_shows_built_ins_and_loaded_modules():
+    process = ServiceProcess(
+        "services.executor", {"EXECUTOR_HANDLERS": TEST_HANDLERS}, ["--list-handlers", "--metrics-port", "0"]
+    ).start()
+    assert process.process is not None
+    assert process.process.wait(20) == 0
+    process.stop()
+    lines = dict(line.split("\t", 1) for line in process.output().splitlines() if "\t" in line)
+    assert lines["echo"].startswith("inline\t")
+    assert lines["sleep"].startswith("async\t")
+    assert lines["send_email"].startswith("thread\t")
+    assert lines["http_request"].startswith("async\t")
+    assert lines["tests.record"] == "async\ttests.handlers_for_tests.record"
