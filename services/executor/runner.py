@@ -139,7 +139,7 @@ class Runner:
             # was rescued) before the heartbeat noticed. The old attempt's result no longer counts.
             self.lose(job.job_id)
         queue_wait, duration = self._histograms_for(job.type)
-        queue_wait.observe(max(0.0, (job.started_at - job.run_at).total_seconds()))
+        queue_wait.observe(max(0.0, job.queue_wait_seconds))
         if self._debug:
             logger.debug("job started", extra=_log_fields(job))
         registration = self._registry.get(job.type)

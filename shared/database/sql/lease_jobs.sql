@@ -21,5 +21,10 @@ SET status = 'PROCESSING',
 -- ANY(ARRAY(...)) rather than a join: always primary-key lookups, never a hash join that scans the
 -- whole table (millions of finished rows) when the planner misjudges the batch.
 WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM candidates))
+-- Plain values the executor needs and nothing more: turning timestamps and uuids into Python objects
+-- costs more per row than the rest of leasing. started_at is now() for every row of the batch, so
+-- ordering by queue wait (longest first) is ordering by run_at.
 RETURNING j.job_id, j.type, j.priority, j.payload, j.attempts, j.max_attempts, j.timeout_seconds,
-          j.run_at, j.started_at, j.lease_token, j.traceparent
+          CAST(j.lease_token AS text) AS lease_token,
+          CAST(EXTRACT(EPOCH FROM j.started_at - j.run_at) AS double precision) AS queue_wait_seconds,
+          j.traceparent
