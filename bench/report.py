@@ -107,7 +107,7 @@ def format_markdown(results: Sequence[ScenarioResult]) -> str:
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=False, timeout=10).stdout.strip()
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=False, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -121,8 +121,9 @@ def environment(server_version: str) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "postgresql": server_version,
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "git_commit": _git("rev-parse", "HEAD").strip(),
+        # Uncommitted changes to tracked files ran too: name them.
+        "git_modified": [line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()],
     }
 
 
