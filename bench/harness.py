@@ -26,6 +26,7 @@ __all__ = [
     "ROOT",
     "BenchContext",
     "Cluster",
+    "CpuWindow",
     "ExecutorSet",
     "busy_fraction",
     "connect",
@@ -231,6 +232,31 @@ class ExecutorSet:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class CpuWindow:
+    """CPU the services use between :meth:`start` and :meth:`stop`, in cores (1.0 = one core busy)."""
+
+    def __init__(self, cluster: Cluster, fleet: ExecutorSet | None = None) -> None:
+        self.cluster = cluster
+        self.fleet = fleet
+        self._began = 0.0
+        self._before: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        readings = dict(self.cluster.service_cpu_seconds())
+        if self.fleet is not None:
+            readings.update({f"executor{i + 1}": cpu for i, cpu in enumerate(self.fleet.cpu_seconds())})
+        return readings
+
+    def start(self) -> None:
+        self._began = time.monotonic()
+        self._before = self._read()
+
+    def stop(self) -> dict[str, float]:
+        elapsed = time.monotonic() - self._began
+        after = self._read()
+        return {name: round((after[name] - self._before.get(name, 0.0)) / elapsed, 3) for name in after}
 
 
 class Cluster:

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from bench.config import BenchConfig
-from bench.harness import BenchContext, Cluster
+from bench.harness import BenchContext, Cluster, CpuWindow
 from bench.loadgen import LoadSpec, WorkerGroup
 from bench.report import ScenarioResult
 from bench.scenarios.common import summary
@@ -50,6 +50,8 @@ def run(ctx: BenchContext, config: BenchConfig) -> ScenarioResult:
                     f"sustained: {producers} producers, {config.sustained_rate or 'unlimited'} jobs/s, {duration:g} s"
                 )
                 group.go()
+                window = CpuWindow(cluster, fleet)
+                window.start()
                 started = time.monotonic()
                 first = cluster.counts()
                 timeline.append({"t": 0.0, **first})
@@ -58,9 +60,9 @@ def run(ctx: BenchContext, config: BenchConfig) -> ScenarioResult:
                     time.sleep(min(SAMPLE_SECONDS, end - now))
                     timeline.append({"t": round(time.monotonic() - started, 2), **cluster.counts()})
                 last = timeline[-1]
+                cores = window.stop()
                 elapsed = last["t"]
                 load = group.results(timeout=duration + 60)
-            cpu = {"executors": fleet.cpu_seconds(), **cluster.service_cpu_seconds()}
 
     completed = last["COMPLETED"] - first["COMPLETED"]
     backlog = last["READY"] + last["PENDING"]
@@ -86,7 +88,7 @@ def run(ctx: BenchContext, config: BenchConfig) -> ScenarioResult:
         "completed_in_window": completed,
         "backlog_at_end": backlog,
         "submit": summary(load),
-        "cpu_seconds": cpu,
+        "cpu_cores": cores,  # over the window: api, scheduler, executor1..E
         "timeline": timeline,
     }
     return result
