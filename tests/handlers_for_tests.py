@@ -60,6 +60,14 @@ async def bad_result(payload: dict[str, Any], ctx: JobContext) -> Any:
     return None
 
 
+@handler("tests.bad_result_sync")
+def bad_result_sync(payload: dict[str, Any], ctx: JobContext) -> Any:
+    """Like tests.bad_result, from a thread (where the executor checks and encodes sync results)."""
+    if payload.get("kind") == "huge":
+        return {"blob": "x" * (2 * 1024 * 1024)}
+    return {"values": {1, 2, 3}}
+
+
 @handler("tests.exit")
 async def exit_handler(payload: dict[str, Any], ctx: JobContext) -> None:
     """Raises SystemExit, which must fail the job, not stop the executor."""

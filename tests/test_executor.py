@@ -433,6 +433,7 @@ def test_bad_results_and_payloads_fail_the_job_with_a_clear_error(engine, start_
         "nul": "NUL characters",
     }
     ids = {kind: submit(engine, "tests.bad_result", {"kind": kind}, max_attempts=3)[0] for kind in cases}
+    sync_ids = {kind: submit(engine, "tests.bad_result_sync", {"kind": kind})[0] for kind in ("set", "huge")}
     [exit_id] = submit(engine, "tests.exit", {}, max_attempts=1)
     # A payload the API would refuse, written behind its back.
     # (PENDING first, so that the executor cannot run it before the payload is replaced).
@@ -442,7 +443,10 @@ def test_bad_results_and_payloads_fail_the_job_with_a_clear_error(engine, start_
         "UPDATE jobs SET payload = '[1, 2]'::jsonb, status = 'READY', run_at = now() WHERE job_id = :id",
         id=array_id,
     )
-    jobs = wait_for_jobs(engine, [*ids.values(), exit_id, array_id])
+    jobs = wait_for_jobs(engine, [*ids.values(), *sync_ids.values(), exit_id, array_id])
+    for kind, job_id in sync_ids.items():
+        assert (jobs[job_id].status, jobs[job_id].attempts) == (JobStatus.FAILED, 1)
+        assert cases[kind] in (jobs[job_id].error_message or ""), jobs[job_id].error_message
     for kind, expected in cases.items():
         job = jobs[ids[kind]]
         assert job.status is JobStatus.FAILED, kind

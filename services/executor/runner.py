@@ -20,7 +20,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import Histogram
 
@@ -181,7 +181,9 @@ class Runner:
             self._threads = concurrent.futures.ThreadPoolExecutor(
                 max_workers=self._concurrency + self._max_abandoned, thread_name_prefix="handler"
             )
-        thread_future = self._threads.submit(registration.function, job.payload, context)
+        thread_future = self._threads.submit(
+            _call_in_thread, registration.function, job.payload, context, self._max_result_bytes
+        )
         attempt.thread_future = thread_future
         thread_future.add_done_callback(lambda future: self._from_thread(attempt, future))
 
@@ -224,7 +226,9 @@ class Runner:
         try:
             if future.cancelled():
                 outcome = self._failure(job, "the handler was cancelled")
-            elif (error := future.exception()) is not None:
+            elif isinstance(error := future.exception(), InvalidResult):
+                outcome = self._failure(job, str(error), retryable=False)
+            elif error is not None:
                 outcome = self._failure(job, describe_error(error), retryable=not isinstance(error, PermanentError))
             else:
                 outcome = self._judge(job, future.result())
@@ -235,6 +239,8 @@ class Runner:
 
     def _judge(self, job: LeasedJob, result: Any) -> JobOutcome:
         """The outcome of a handler that returned ``result``."""
+        if isinstance(result, EncodedResult):
+            return completed(job, result.json)
         try:
             if inspect.isawaitable(result):
                 if inspect.iscoroutine(result):
@@ -336,6 +342,24 @@ class Runner:
         """Let go of the thread pool without waiting for abandoned threads."""
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+class EncodedResult(NamedTuple):
+    """A result already checked and encoded as JSON (in the handler's thread, off the event loop)."""
+
+    json: str
+
+
+def _call_in_thread(
+    function: Callable[..., Any], payload: dict[str, Any], context: JobContext, max_result_bytes: int
+) -> EncodedResult:
+    result = function(payload, context)
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        raise InvalidResult("a sync handler returned an awaitable; declare the handler `async def`")
+    # Encoding a big result takes a while: better here than on the event loop, which all jobs share.
+    return EncodedResult(encode_result(result, max_result_bytes))
 
 
 async def _call_async(function: Callable[..., Any], payload: dict[str, Any], context: JobContext) -> Any:
