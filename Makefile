@@ -32,7 +32,7 @@ lint: $(STAMP)  ## ruff and buf lint
 	$(VENV)/bin/buf lint
 
 typecheck: $(STAMP)  ## mypy over the project (generated code excluded)
-	$(VENV)/bin/mypy services shared scripts tests
+	$(VENV)/bin/mypy services shared scripts tests bench
 
 proto: $(STAMP)  ## regenerate shared/proto from proto/
 	$(PY) scripts/gen_protos.py
