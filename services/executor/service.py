@@ -174,22 +174,27 @@ class Executor:
 
         await self._stop_requested.wait()
         metrics.WORKER_UP.set(0)
+        loop = asyncio.get_running_loop()
+        grace_ends = loop.time() + settings.shutdown_grace_seconds
         leaser.stop()
         if wakeup is not None:
             wakeup.stop()
-        # The lease loop may be in a statement; jobs it leases are drained like the others.
-        await _finish_task(leaser_task, settings.shutdown_grace_seconds + FINAL_WRITE_TIMEOUT_SECONDS)
-        if wakeup_task is not None:
-            await _finish_task(wakeup_task, FINAL_WRITE_TIMEOUT_SECONDS)
-
+        # The lease loop may be in a statement: the jobs it leases are drained like the others.
+        await _first_of(asyncio.shield(leaser_task), self._force.wait(), timeout=settings.shutdown_grace_seconds)
         if runner.running_count:
             logger.info(
                 "stopping: waiting up to %.0f s for %d running jobs",
-                settings.shutdown_grace_seconds,
+                max(0.0, grace_ends - loop.time()),
                 runner.running_count,
                 extra={"count": runner.running_count},
             )
-            await _first_of(runner.wait_idle(), self._force.wait(), timeout=settings.shutdown_grace_seconds)
+            await _first_of(runner.wait_idle(), self._force.wait(), timeout=max(0.0, grace_ends - loop.time()))
+        if not leaser_task.done():
+            # A lease statement outlived the grace (the database hangs): should it still lease jobs, they
+            # expire unseen and the scheduler rescues them.
+            leaser_task.cancel()
+        if wakeup_task is not None:
+            await _finish_task(wakeup_task, FINAL_WRITE_TIMEOUT_SECONDS)
         leases = runner.interrupt_all()
         if leases:
             await self._release(database, write_lock, leases)
