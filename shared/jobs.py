@@ -78,14 +78,14 @@ class Job:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:
         """Build a Job from a result row that has (at least) the jobs table's columns."""
-        values = {name: row[name] for name in _JOB_FIELDS if name in row}
+        values = {name: value for name, value in dict(row).items() if name in _JOB_FIELDS}
         values["status"] = JobStatus(values["status"])
         if values.get("lease_token") is not None:
             values["lease_token"] = str(values["lease_token"])
         return cls(**values)
 
 
-_JOB_FIELDS = tuple(Job.__dataclass_fields__)
+_JOB_FIELDS = frozenset(Job.__dataclass_fields__)
 
 
 @dataclass(frozen=True)

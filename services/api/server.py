@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["JobService"].full_name
 SCHEMA_RETRY_SECONDS = 2.0
 SHUTDOWN_GRACE_SECONDS = 5.0
+# Concurrent group-commit writes of unary submits (each on its own autocommit connection).
+SUBMIT_WRITERS = 2
 
 
 async def wait_for_database(settings: ApiSettings, stop: asyncio.Event) -> JobStore | None:
@@ -46,7 +48,10 @@ async def wait_for_database(settings: ApiSettings, stop: asyncio.Event) -> JobSt
     while not stop.is_set():
         try:
             await asyncio.to_thread(check_schema, engine)
-            return JobStore(engine)
+            writer = create_database_engine(
+                settings.database_url, "jobservice-api", pool_size=SUBMIT_WRITERS, autocommit=True
+            )
+            return JobStore(engine, writer)
         except DatabaseUnavailable as exc:
             log.warning("waiting for the database: %s", exc.message)
             with contextlib.suppress(TimeoutError):
@@ -65,7 +70,7 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
     ]
     tokens = TokenChecker(settings.api_tokens)
     server = grpc.aio.server(interceptors=[ServiceInterceptor(tokens)], options=message_options)
-    servicer = JobServicer(store, settings)
+    servicer = JobServicer(store, settings, SUBMIT_WRITERS)
     pb_grpc.add_JobServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -112,6 +117,8 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
     await channel.close()
     await servicer.close()
     store.engine.dispose()
+    if store.autocommit_engine is not None:
+        store.autocommit_engine.dispose()
     shutil.rmtree(socket_dir, ignore_errors=True)
 
 

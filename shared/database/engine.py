@@ -27,15 +27,23 @@ def create_database_engine(
     application_name: str,
     pool_size: int = 5,
     statement_timeout_ms: int = 30_000,
+    autocommit: bool = False,
 ) -> Engine:
-    """An engine whose sessions speak UTC and give up on a statement after ``statement_timeout_ms``."""
+    """An engine whose sessions speak UTC and give up on a statement after ``statement_timeout_ms``.
+
+    ``autocommit`` makes every statement its own transaction: one round trip instead of BEGIN,
+    statement, COMMIT, for callers whose unit of work is a single statement.
+    """
     return create_engine(
         sqlalchemy_url(database_url),
         pool_size=pool_size,
         max_overflow=0,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout. A connection found dead fails its one call
+        # (DatabaseUnavailable), and SQLAlchemy then retires every connection older than the failure.
+        pool_pre_ping=False,
         pool_timeout=10,
         pool_recycle=1800,
+        isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
         connect_args={
             "application_name": application_name,
             "connect_timeout": DEFAULT_CONNECT_TIMEOUT_SECONDS,

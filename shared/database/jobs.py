@@ -42,8 +42,10 @@ class JobCounts:
 class JobStore:
     """The API's access to the jobs table."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, autocommit_engine: Engine | None = None) -> None:
+        """``autocommit_engine`` (optional) serves single-statement writes without BEGIN and COMMIT."""
         self.engine = engine
+        self.autocommit_engine = autocommit_engine
 
     def submit_jobs(self, jobs: Sequence[tuple[NewJob, str]]) -> list[SubmitResult]:
         """Insert validated jobs (each with its payload encoded as JSON) in one transaction, all or nothing.
@@ -73,19 +75,26 @@ class JobStore:
             "timeouts": [job.timeout_seconds for job, _ in jobs],
             "traceparents": [job.traceparent for job, _ in jobs],
         }
-        with translate_errors(), self.engine.begin() as conn:
-            inserted = [Job.from_row(row._mapping) for row in conn.execute(query("submit_jobs"), params)]
-            outcomes = self._match_submissions(conn, jobs, inserted)
-            if all_or_nothing:
+        if all_or_nothing:
+            with translate_errors(), self.engine.begin() as conn:
+                outcomes = self._insert_and_match(conn, jobs, params)
                 for outcome in outcomes:
                     if isinstance(outcome, IdempotencyConflict):
-                        raise outcome
-            created = {o.job.status for o in outcomes if isinstance(o, SubmitResult) and o.created}
-            if JobStatus.READY in created:
-                conn.execute(query("notify_jobs_ready"))
-            if JobStatus.PENDING in created:
-                conn.execute(query("notify_jobs_scheduled"))
-        return outcomes
+                        raise outcome  # rolls the whole batch back
+            return outcomes
+        # Independent submits: the insert commits by itself (one round trip), and a conflict is just
+        # that job's outcome.
+        if self.autocommit_engine is not None:
+            with translate_errors(), self.autocommit_engine.connect() as conn:
+                return self._insert_and_match(conn, jobs, params)
+        with translate_errors(), self.engine.connect() as conn:
+            return self._insert_and_match(conn.execution_options(isolation_level="AUTOCOMMIT"), jobs, params)
+
+    def _insert_and_match(
+        self, conn: Connection, jobs: Sequence[tuple[NewJob, str]], params: dict[str, Any]
+    ) -> list[SubmitResult | IdempotencyConflict]:
+        inserted = [Job.from_row(row._mapping) for row in conn.execute(query("submit_jobs"), params)]
+        return self._match_submissions(conn, jobs, inserted)
 
     def _match_submissions(
         self, conn: Connection, jobs: Sequence[tuple[NewJob, str]], inserted: list[Job]

@@ -1,6 +1,10 @@
 -- submit_jobs: one multi-row insert for a whole batch. A job whose idempotency key is taken is
 -- skipped here (ON CONFLICT DO NOTHING waits for a concurrent insert of the same key to commit);
 -- the caller then reads the existing job with select_jobs_by_idempotency_keys.
+-- The same statement wakes executors (jobs_ready) and the scheduler (jobs_scheduled), once each at
+-- most, when it made READY or PENDING jobs: one round trip instead of three. PostgreSQL delivers the
+-- notifications at commit, and drops them on rollback.
+WITH inserted AS (
 INSERT INTO jobs (type, status, priority, payload, idempotency_key, scheduled_at, run_at,
                   max_attempts, timeout_seconds, traceparent)
 SELECT t.type,
@@ -28,3 +32,9 @@ FROM unnest(
 ORDER BY t.ordinal
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *
+),
+woken AS (SELECT pg_notify('jobs_ready', '') FROM inserted WHERE status = 'READY' LIMIT 1),
+scheduled AS (SELECT pg_notify('jobs_scheduled', '') FROM inserted WHERE status = 'PENDING' LIMIT 1)
+-- The scalar subqueries make PostgreSQL evaluate both notifying CTEs; the condition is always true.
+SELECT inserted.* FROM inserted
+WHERE (SELECT count(*) FROM woken) + (SELECT count(*) FROM scheduled) >= 0
