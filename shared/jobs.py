@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -78,11 +78,20 @@ class Job:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:
         """Build a Job from a result row that has (at least) the jobs table's columns."""
-        values = {name: value for name, value in dict(row).items() if name in _JOB_FIELDS}
-        values["status"] = JobStatus(values["status"])
-        if values.get("lease_token") is not None:
-            values["lease_token"] = str(values["lease_token"])
-        return cls(**values)
+        return cls.from_rows(list(row.keys()), [tuple(row.values())])[0]
+
+    @classmethod
+    def from_rows(cls, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[Job]:
+        """Jobs from plain row tuples with these column names; columns that are not Job fields are ignored."""
+        wanted = [(index, name) for index, name in enumerate(columns) if name in _JOB_FIELDS]
+        jobs = []
+        for row in rows:
+            values = {name: row[index] for index, name in wanted}
+            values["status"] = JobStatus(values["status"])
+            if values.get("lease_token") is not None:
+                values["lease_token"] = str(values["lease_token"])
+            jobs.append(cls(**values))
+        return jobs
 
 
 _JOB_FIELDS = frozenset(Job.__dataclass_fields__)

@@ -40,6 +40,8 @@ def plain_numbers(value: Any) -> Any:
 
 
 def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
+    if not message.fields:
+        return {}
     result: dict[str, Any] = plain_numbers(json_format.MessageToDict(message))
     return result
 
@@ -50,9 +52,15 @@ def dict_to_struct(value: dict[str, Any] | None, target: struct_pb2.Struct) -> N
         target.update(value)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def _timestamp(value: datetime | None, target: timestamp_pb2.Timestamp) -> None:
+    # Timestamp.FromDatetime goes through time tuples; a timedelta from the epoch is several times faster.
     if value is not None:
-        target.FromDatetime(value)
+        since = value - _EPOCH
+        target.seconds = since.days * 86400 + since.seconds
+        target.nanos = since.microseconds * 1000
 
 
 def _datetime(message: Any, field: str) -> datetime | None:
