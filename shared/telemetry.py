@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -33,12 +34,18 @@ __all__ = [
     "context_from_carrier",
     "current_trace_id",
     "current_traceparent",
+    "shutdown_tracing",
+    "trace_id_of",
 ]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 # Context fields a log call may pass in ``extra``; both formatters show them.
 LOG_FIELDS = ("job_id", "type", "attempt", "trace_id", "worker", "count")
+
+# How long shutdown_tracing waits for buffered spans to leave; an unreachable collector must not hold
+# up a process that was asked to stop (the exporter retries for up to OTEL_EXPORTER_OTLP_TIMEOUT).
+SHUTDOWN_TRACING_TIMEOUT_SECONDS = 5.0
 
 
 class JsonFormatter(logging.Formatter):
@@ -72,10 +79,23 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{fields}]" if fields else line
 
 
+def _add_trace_id(record: logging.LogRecord) -> bool:
+    """A record logged inside a span carries that span's trace id, unless the call gave one."""
+    if not hasattr(record, "trace_id"):
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            record.trace_id = format(span_context.trace_id, "032x")
+    return True
+
+
 def configure_logging(service: str, level: str = "INFO", log_format: str = "text") -> None:
-    """Send every log record to stderr in the chosen format; replaces earlier handlers."""
+    """Send every log record to stderr in the chosen format; replaces earlier handlers.
+
+    Records logged while a span is current (an RPC, a job attempt) get its ``trace_id``.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if log_format == "json" else TextFormatter(service))
+    handler.addFilter(_add_trace_id)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -111,12 +131,16 @@ def configure_tracing(service: str) -> bool:
     return True
 
 
-def shutdown_tracing() -> None:
-    """Flush spans still buffered; call once before the process exits."""
+def shutdown_tracing(timeout: float = SHUTDOWN_TRACING_TIMEOUT_SECONDS) -> None:
+    """Flush spans still buffered; call once before the process exits. Gives up after ``timeout``
+    seconds (a collector that cannot be reached), leaving the rest to the daemon thread."""
     provider = trace.get_tracer_provider()
     shutdown = getattr(provider, "shutdown", None)
-    if shutdown is not None:
-        shutdown()
+    if shutdown is None:
+        return
+    thread = threading.Thread(target=shutdown, name="otel-shutdown", daemon=True)
+    thread.start()
+    thread.join(timeout)
 
 
 def context_from_carrier(carrier: dict[str, str] | Iterable[tuple[str, str | bytes]] | None) -> otel_context.Context:
@@ -133,6 +157,13 @@ def current_traceparent() -> str | None:
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
     return carrier.get("traceparent")
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id (32 hex digits) in a W3C traceparent ``00-<trace id>-<span id>-<flags>``; None if absent."""
+    if traceparent is None or len(traceparent) < 55 or traceparent[2] != "-":
+        return None
+    return traceparent[3:35]
 
 
 def current_trace_id() -> str | None:

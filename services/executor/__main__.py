@@ -26,10 +26,11 @@ from services.executor.registry import (
 )
 from services.executor.service import DATABASE_THREADS, Executor
 from services.executor.settings import ExecutorSettings
+from services.executor.telemetry import ExecutorTracing
 from shared.database.engine import create_database_engine
 from shared.database.queue import JobQueue
 from shared.settings import SettingsError
-from shared.telemetry import configure_logging
+from shared.telemetry import configure_logging, configure_tracing, shutdown_tracing
 
 logger = logging.getLogger("services.executor")
 
@@ -192,11 +193,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         logger.error("METRICS_PORT=%d cannot be served: %s", settings.metrics_port, error)
         return EXIT_USAGE
 
+    # OTEL_* variables choose the exporter; without an endpoint there is no span work at all.
+    tracing = ExecutorTracing() if configure_tracing("jobs-executor") else None
     engine = create_database_engine(settings.database_url, "executor", pool_size=DATABASE_THREADS + 1)
     try:
-        return asyncio.run(Executor(settings, registry, types, JobQueue(engine)).run())
+        return asyncio.run(Executor(settings, registry, types, JobQueue(engine), tracing).run())
     finally:
         engine.dispose()
+        shutdown_tracing()
 
 
 def _env_only_variables() -> list[str]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
 from services.executor import metrics
 from services.executor.loops import DatabaseCalls, RetryBackoff
 from services.executor.outcomes import clean_message, describe_error
+from services.executor.telemetry import ExecutorTracing, job_log_fields
 from shared.database.queue import JobOutcome, JobQueue, LeasedJob
 from shared.errors import DatabaseUnavailable
 from shared.jobs import JobStatus
@@ -43,6 +45,7 @@ class Completer:
         batch_size: int,
         flush_seconds: float,
         on_flushed: Callable[[], None] = lambda: None,
+        tracing: ExecutorTracing | None = None,
     ) -> None:
         self._queue = queue
         self._database = database
@@ -50,6 +53,7 @@ class Completer:
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds
         self._on_flushed = on_flushed
+        self._tracing = tracing
         self._buffer: list[tuple[LeasedJob, JobOutcome]] = []
         self._in_flight: list[tuple[LeasedJob, JobOutcome]] = []
         self._arrived = asyncio.Event()
@@ -129,7 +133,16 @@ class Completer:
 
     async def _write(self, outcomes: Sequence[JobOutcome]) -> dict[int, JobStatus]:
         async with self._write_lock:
-            return await self._database.call("complete_jobs", self._queue.complete_jobs, outcomes)
+            if self._tracing is None:
+                return await self._database.call("complete_jobs", self._queue.complete_jobs, outcomes)
+            started_ns = time.time_ns()
+            try:
+                written = await self._database.call("complete_jobs", self._queue.complete_jobs, outcomes)
+            except Exception as error:
+                self._tracing.record_complete(started_ns, len(outcomes), None, error)
+                raise
+            self._tracing.record_complete(started_ns, len(outcomes), len(written))
+            return written
 
     async def _write_one_by_one(self, batch: list[tuple[LeasedJob, JobOutcome]]) -> dict[int, JobStatus]:
         """Isolate an outcome the database refuses, so it cannot block the others forever."""
@@ -148,7 +161,7 @@ class Completer:
             logger.error(
                 "the database refused the outcome of a job (%s); failing it without a result",
                 reason,
-                extra={"job_id": job.job_id, "type": job.type, "attempt": job.attempt},
+                extra=job_log_fields(job),
             )
             fallback = JobOutcome(
                 outcome.job_id,
@@ -161,7 +174,7 @@ class Completer:
             except Exception:
                 logger.exception(
                     "could not store the fallback outcome either; the job will be rescued when its lease expires",
-                    extra={"job_id": job.job_id, "type": job.type, "attempt": job.attempt},
+                    extra=job_log_fields(job),
                 )
                 written[job.job_id] = JobStatus.PROCESSING  # neither written nor stale: leave it to the rescuer
         return written
@@ -174,7 +187,7 @@ class Completer:
                 metrics.STALE_OUTCOMES.inc()
                 logger.warning(
                     "stale outcome dropped: the lease is no longer held (rescued or re-leased)",
-                    extra={"job_id": job.job_id, "type": job.type, "attempt": job.attempt},
+                    extra=job_log_fields(job),
                 )
             elif status in _COUNTERS:
                 counts[(status, job.type)] += 1

@@ -7,6 +7,8 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+from shared.telemetry import trace_id_of
+
 __all__ = ["JobContext"]
 
 _logger = logging.getLogger("services.executor.job")
@@ -21,13 +23,31 @@ class JobContext:
     and return early. Whatever it returns after that is discarded.
     """
 
-    __slots__ = ("_cancelled", "_deadline_monotonic", "_event", "attempt", "job_id", "max_attempts", "type")
+    __slots__ = (
+        "_cancelled",
+        "_deadline_monotonic",
+        "_event",
+        "_traceparent",
+        "attempt",
+        "job_id",
+        "max_attempts",
+        "type",
+    )
 
-    def __init__(self, job_id: int, job_type: str, attempt: int, max_attempts: int, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        job_id: int,
+        job_type: str,
+        attempt: int,
+        max_attempts: int,
+        timeout_seconds: float,
+        traceparent: str | None = None,
+    ) -> None:
         self.job_id = job_id
         self.type = job_type
         self.attempt = attempt
         self.max_attempts = max_attempts
+        self._traceparent = traceparent
         self._deadline_monotonic = time.monotonic() + timeout_seconds
         self._cancelled = False
         # Created only when a sync handler waits on it: most jobs never need one.
@@ -70,8 +90,12 @@ class JobContext:
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
-        """A logger whose records carry this job's id, type and attempt."""
-        return logging.LoggerAdapter(_logger, {"job_id": self.job_id, "type": self.type, "attempt": self.attempt})
+        """A logger whose records carry this job's id, type, attempt and (when traced) trace id."""
+        fields: dict[str, object] = {"job_id": self.job_id, "type": self.type, "attempt": self.attempt}
+        trace_id = trace_id_of(self._traceparent)
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
+        return logging.LoggerAdapter(_logger, fields)
 
     def cancel(self) -> None:
         """Tell the handler to stop (called by the executor, not by handlers)."""

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from services.executor import metrics
 from services.executor.loops import DatabaseCalls, RetryBackoff, sleep_or_stop
 from services.executor.runner import Runner
+from services.executor.telemetry import ExecutorTracing
 from shared.database.queue import JobQueue
 from shared.errors import DatabaseUnavailable
 
@@ -37,6 +39,7 @@ class Leaser:
         poll_interval_seconds: float,
         backlog: Callable[[], int],
         max_backlog: int,
+        tracing: ExecutorTracing | None = None,
     ) -> None:
         self._queue = queue
         self._database = database
@@ -47,6 +50,7 @@ class Leaser:
         self._poll_interval = poll_interval_seconds
         self._backlog = backlog
         self._max_backlog = max_backlog
+        self._tracing = tracing
         self._wake = asyncio.Event()
         self._may_have_work = True
         self._stopping = False
@@ -81,11 +85,14 @@ class Leaser:
             if free > 0 and self._may_have_work and self._backlog() < self._max_backlog:
                 # Cleared before the statement: a notification that arrives during it sets it again.
                 self._may_have_work = False
+                started_ns = time.time_ns() if self._tracing is not None else 0
                 try:
                     jobs = await self._database.call(
                         "lease_jobs", self._queue.lease_jobs, self._owner, self._types, free, self._lease_seconds
                     )
                 except Exception as error:
+                    if self._tracing is not None:
+                        self._tracing.record_lease(started_ns, free, 0, error)
                     self._may_have_work = True
                     if not isinstance(error, DatabaseUnavailable):
                         logger.exception("lease_jobs failed; retrying")
@@ -93,6 +100,8 @@ class Leaser:
                     await sleep_or_stop(self._stopped, backoff.next())
                     continue
                 backoff.reset()
+                if self._tracing is not None:
+                    self._tracing.record_lease(started_ns, free, len(jobs))
                 if jobs:
                     metrics.LEASES_TAKEN.inc(len(jobs))
                     metrics.LEASE_BATCHES.inc()

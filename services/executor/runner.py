@@ -17,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import inspect
 import logging
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from opentelemetry import trace
+from opentelemetry.trace import Span
 from prometheus_client import Histogram
 
 from services.executor import metrics
@@ -37,6 +40,7 @@ from services.executor.outcomes import (
     failed,
 )
 from services.executor.registry import HandlerRegistry, Mode, Registration
+from services.executor.telemetry import ExecutorTracing, job_log_fields
 from shared.database.queue import JobOutcome, LeasedJob
 from shared.jobs import JobStatus
 
@@ -54,13 +58,27 @@ class HandlerAborted(Exception):
 class Attempt:
     """One running attempt of a leased job."""
 
-    __slots__ = ("abandoned", "context", "duration", "finished", "job", "started", "task", "thread_future", "timer")
+    __slots__ = (
+        "abandoned",
+        "context",
+        "duration",
+        "finished",
+        "job",
+        "span",
+        "started",
+        "task",
+        "thread_future",
+        "timer",
+    )
 
-    def __init__(self, job: LeasedJob, context: JobContext, started: float, duration: Histogram) -> None:
+    def __init__(
+        self, job: LeasedJob, context: JobContext, started: float, duration: Histogram, span: Span | None
+    ) -> None:
         self.job = job
         self.context = context
         self.started = started
         self.duration = duration
+        self.span = span
         self.task: asyncio.Future[Any] | None = None
         self.thread_future: concurrent.futures.Future[Any] | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -82,8 +100,11 @@ class Runner:
         backoff: BackoffPolicy,
         report: ReportOutcome,
         on_slot_freed: Callable[[], None],
+        tracing: ExecutorTracing | None = None,
     ) -> None:
         self._registry = registry
+        # None when no spans are exported: then no span work at all happens per job.
+        self._tracing = tracing
         self._concurrency = concurrency
         self._max_abandoned = max_abandoned_threads
         self._max_result_bytes = max_result_bytes
@@ -140,8 +161,9 @@ class Runner:
             self.lose(job.job_id)
         queue_wait, duration = self._histograms_for(job.type)
         queue_wait.observe(max(0.0, job.queue_wait_seconds))
+        span = self._tracing.start_attempt(job) if self._tracing is not None else None
         if self._debug:
-            logger.debug("job started", extra=_log_fields(job))
+            logger.debug("job started", extra=job_log_fields(job))
         registration = self._registry.get(job.type)
         if registration is None or not isinstance(job.payload, dict):
             if registration is None:
@@ -149,23 +171,39 @@ class Runner:
                 message = f"no handler for job type {job.type!r}"
             else:
                 message = f"payload must be a JSON object, got {type(job.payload).__name__}"
-            self._report_outcome(job, self._failure(job, message, retryable=False))
+            outcome = self._failure(job, message, retryable=False)
+            if span is not None:
+                ExecutorTracing.end_attempt(span, outcome)
+            self._report_outcome(job, outcome)
             return
-        context = JobContext(job.job_id, job.type, job.attempt, job.max_attempts, job.timeout_seconds)
+        context = JobContext(
+            job.job_id, job.type, job.attempt, job.max_attempts, job.timeout_seconds, traceparent=job.traceparent
+        )
         loop = self._loop
         if registration.mode is Mode.INLINE:
             started = loop.time()
-            outcome = self._call_inline(job, registration, context)
+            if span is None:
+                outcome = self._call_inline(job, registration, context)
+            else:
+                with trace.use_span(span, end_on_exit=False):
+                    outcome = self._call_inline(job, registration, context)
             duration.observe(loop.time() - started)
+            if span is not None:
+                ExecutorTracing.end_attempt(span, outcome)
             self._report_outcome(job, outcome)
             return
-        attempt = Attempt(job, context, loop.time(), duration)
+        attempt = Attempt(job, context, loop.time(), duration, span)
         self._running[job.job_id] = attempt
         self._idle.clear()
         try:
-            self._launch(attempt, registration)
+            if span is None:
+                self._launch(attempt, registration)
+            else:
+                # The handler's task or thread inherits the current context: its logs and spans join the attempt's.
+                with trace.use_span(span, end_on_exit=False):
+                    self._launch(attempt, registration)
         except Exception as error:  # e.g. the thread pool refused work; never leave the slot taken
-            logger.exception("could not start the handler", extra=_log_fields(job))
+            logger.exception("could not start the handler", extra=job_log_fields(job))
             self._finish(attempt, self._failure(job, f"could not start the handler: {describe_error(error)}"))
             return
         attempt.timer = loop.call_later(job.timeout_seconds, self._time_out, attempt)
@@ -181,9 +219,19 @@ class Runner:
             self._threads = concurrent.futures.ThreadPoolExecutor(
                 max_workers=self._concurrency + self._max_abandoned, thread_name_prefix="handler"
             )
-        thread_future = self._threads.submit(
-            _call_in_thread, registration.function, job.payload, context, self._max_result_bytes
-        )
+        if attempt.span is None:
+            thread_future = self._threads.submit(
+                _call_in_thread, registration.function, job.payload, context, self._max_result_bytes
+            )
+        else:
+            thread_future = self._threads.submit(
+                contextvars.copy_context().run,
+                _call_in_thread,
+                registration.function,
+                job.payload,
+                context,
+                self._max_result_bytes,
+            )
         attempt.thread_future = thread_future
         thread_future.add_done_callback(lambda future: self._from_thread(attempt, future))
 
@@ -209,7 +257,7 @@ class Runner:
             if attempt.abandoned:
                 attempt.abandoned = False
                 self._abandoned_threads -= 1
-                logger.info("an abandoned handler thread returned; result discarded", extra=_log_fields(attempt.job))
+                logger.info("an abandoned handler thread returned; result discarded", extra=job_log_fields(attempt.job))
                 self._on_slot_freed()
             return
         self._decide(attempt, future)
@@ -233,7 +281,7 @@ class Runner:
             else:
                 outcome = self._judge(job, future.result())
         except Exception as error:  # never leave a slot taken because deciding went wrong
-            logger.exception("could not judge the handler's outcome", extra=_log_fields(job))
+            logger.exception("could not judge the handler's outcome", extra=job_log_fields(job))
             outcome = self._failure(job, f"executor error: {describe_error(error)}")
         self._finish(attempt, outcome)
 
@@ -255,7 +303,7 @@ class Runner:
             return
         job = attempt.job
         self._stop(attempt)
-        self._finish(attempt, self._failure(job, f"timed out after {job.timeout_seconds} s"))
+        self._finish(attempt, self._failure(job, f"timed out after {job.timeout_seconds} s"), "timed_out")
 
     def cancel(self, job_id: int) -> None:
         """A cancel was requested for a running job: stop it and report CANCELLED; late results are discarded."""
@@ -263,7 +311,7 @@ class Runner:
         if attempt is None or attempt.finished:
             return
         self._stop(attempt)
-        logger.info("job cancelled while running", extra=_log_fields(attempt.job))
+        logger.info("job cancelled while running", extra=job_log_fields(attempt.job))
         self._finish(attempt, cancelled(attempt.job))
 
     def lose(self, job_id: int) -> None:
@@ -273,8 +321,8 @@ class Runner:
             return
         self._stop(attempt)
         metrics.LEASES_LOST.inc()
-        logger.warning("lease lost while running; the result will be discarded", extra=_log_fields(attempt.job))
-        self._finish(attempt, None)
+        logger.warning("lease lost while running; the result will be discarded", extra=job_log_fields(attempt.job))
+        self._finish(attempt, None, "lost")
 
     def interrupt_all(self) -> list[tuple[int, str]]:
         """Stop every running attempt without an outcome (shutdown); return their leases to hand back."""
@@ -284,8 +332,8 @@ class Runner:
                 continue
             self._stop(attempt)
             leases.append((attempt.job.job_id, attempt.job.lease_token))
-            logger.info("job interrupted by shutdown; its lease is handed back", extra=_log_fields(attempt.job))
-            self._finish(attempt, None)
+            logger.info("job interrupted by shutdown; its lease is handed back", extra=job_log_fields(attempt.job))
+            self._finish(attempt, None, "interrupted")
         return leases
 
     def _stop(self, attempt: Attempt) -> None:
@@ -301,7 +349,11 @@ class Runner:
             attempt.abandoned = True
             self._abandoned_threads += 1
 
-    def _finish(self, attempt: Attempt, outcome: JobOutcome | None) -> None:
+    def _finish(self, attempt: Attempt, outcome: JobOutcome | None, how: str | None = None) -> None:
+        """The attempt is over: free its slot and report ``outcome`` (None: nothing to write).
+
+        ``how`` names an ending the outcome's status does not tell (timed_out, lost, interrupted).
+        """
         attempt.finished = True
         if attempt.timer is not None:
             attempt.timer.cancel()
@@ -311,6 +363,8 @@ class Runner:
         if not self._running:
             self._idle.set()
         attempt.duration.observe(self._loop.time() - attempt.started)
+        if attempt.span is not None:
+            ExecutorTracing.end_attempt(attempt.span, outcome, how)
         if outcome is not None:
             self._report_outcome(job, outcome)
         self._on_slot_freed()
@@ -321,10 +375,10 @@ class Runner:
                 "job attempt failed (%s): %s",
                 "will retry" if outcome.status is JobStatus.PENDING else "final",
                 outcome.error_message,
-                extra=_log_fields(job),
+                extra=job_log_fields(job),
             )
         elif self._debug:
-            logger.debug("job attempt ended: %s", outcome.status.value, extra=_log_fields(job))
+            logger.debug("job attempt ended: %s", outcome.status.value, extra=job_log_fields(job))
         self._report(job, outcome)
 
     def _failure(self, job: LeasedJob, message: str, retryable: bool = True) -> JobOutcome:
@@ -371,7 +425,3 @@ async def _call_async(function: Callable[..., Any], payload: dict[str, Any], con
     except (SystemExit, KeyboardInterrupt) as error:
         # Left alone, these would propagate out of the event loop and stop the whole executor.
         raise HandlerAborted(f"handler raised {type(error).__name__}: {error}") from error
-
-
-def _log_fields(job: LeasedJob) -> dict[str, Any]:
-    return {"job_id": job.job_id, "type": job.type, "attempt": job.attempt}

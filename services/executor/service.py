@@ -33,6 +33,7 @@ from services.executor.outcomes import BackoffPolicy
 from services.executor.registry import HandlerRegistry
 from services.executor.runner import Runner
 from services.executor.settings import ExecutorSettings
+from services.executor.telemetry import ExecutorTracing
 from services.executor.wakeup import Wakeup
 from shared.database.queue import JobQueue
 from shared.database.schema import check_schema
@@ -60,8 +61,17 @@ def executor_id() -> str:
 class Executor:
     """One executor process's loops, from start to a drained exit."""
 
-    def __init__(self, settings: ExecutorSettings, registry: HandlerRegistry, types: Sequence[str], queue: JobQueue):
+    def __init__(
+        self,
+        settings: ExecutorSettings,
+        registry: HandlerRegistry,
+        types: Sequence[str],
+        queue: JobQueue,
+        tracing: ExecutorTracing | None = None,
+    ):
         self.settings = settings
+        # None unless spans are exported (configure_tracing): the loops then skip span work entirely.
+        self.tracing = tracing
         self.registry = registry
         self.types = list(types)
         self.queue = queue
@@ -125,6 +135,7 @@ class Executor:
             settings.complete_batch_size,
             settings.complete_flush_seconds,
             on_flushed=slot_freed,
+            tracing=self.tracing,
         )
         runner = Runner(
             self.registry,
@@ -134,6 +145,7 @@ class Executor:
             BackoffPolicy(settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds),
             report=completer.add,
             on_slot_freed=slot_freed,
+            tracing=self.tracing,
         )
         leaser = Leaser(
             self.queue,
@@ -146,6 +158,7 @@ class Executor:
             backlog=lambda: completer.backlog,
             # Stop leasing while outcomes pile up unwritten (the database is slow or down).
             max_backlog=max(4 * settings.complete_batch_size, 2 * settings.concurrency),
+            tracing=self.tracing,
         )
         heartbeat = Heartbeat(
             self.queue,
