@@ -1,0 +1,169 @@
+"""Protobuf messages to the client's own types and back: the only module of jobclient that builds or reads
+messages (with errors.py, which reads status details)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+from jobclient.errors import InvalidArgument
+from jobclient.models import Job, JobSpec, JobStatus, RecentFailure, Stats
+from shared.proto.jobs.v1 import job_service_pb2 as pb
+
+__all__ = [
+    "job_from_proto",
+    "list_request",
+    "new_idempotency_key",
+    "same_version",
+    "stats_from_proto",
+    "submit_request",
+]
+
+# Struct keeps every number as a double; integral values up to this go back out as ints.
+_MAX_EXACT_INT = 2**53
+_INT32_MAX = 2**31 - 1
+
+
+def new_idempotency_key() -> str:
+    """A fresh key for a submit the caller gave none: retries of that submit reuse it."""
+    return str(uuid.uuid4())
+
+
+def plain_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_EXACT_INT:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: plain_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_numbers(item) for item in value]
+    return value
+
+
+def _struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
+    result: dict[str, Any] = plain_numbers(json_format.MessageToDict(message))
+    return result
+
+
+def _datetime(message: Any, name: str) -> datetime | None:
+    if not message.HasField(name):
+        return None
+    value: datetime = getattr(message, name).ToDatetime(tzinfo=timezone.utc)
+    return value
+
+
+def job_from_proto(message: pb.Job, created: bool | None = None) -> Job:
+    return Job(
+        job_id=message.job_id,
+        type=message.type,
+        status=JobStatus(pb.Job.Status.Name(message.status)),
+        priority=message.priority,
+        payload=_struct_to_dict(message.payload),
+        attempts=message.attempts,
+        max_attempts=message.max_attempts,
+        timeout_seconds=message.timeout_seconds,
+        created_at=_datetime(message, "created_at"),
+        updated_at=_datetime(message, "updated_at"),
+        run_at=_datetime(message, "run_at"),
+        scheduled_at=_datetime(message, "scheduled_at"),
+        started_at=_datetime(message, "started_at"),
+        finished_at=_datetime(message, "finished_at"),
+        idempotency_key=message.idempotency_key if message.HasField("idempotency_key") else None,
+        error_message=message.error_message if message.HasField("error_message") else None,
+        result=_struct_to_dict(message.result) if message.HasField("result") else None,
+        cancel_requested=message.cancel_requested,
+        created=created,
+    )
+
+
+def same_version(a: Job, b: Job) -> bool:
+    """True when ``b`` shows no change from ``a`` (what WatchJob itself compares)."""
+    return (a.status, a.updated_at, a.attempts, a.cancel_requested) == (
+        b.status,
+        b.updated_at,
+        b.attempts,
+        b.cancel_requested,
+    )
+
+
+def stats_from_proto(message: pb.GetStatsResponse) -> Stats:
+    return Stats(
+        status_breakdown={
+            **{status.value: 0 for status in JobStatus},
+            **{name: int(n) for name, n in message.status_breakdown.items()},
+        },
+        type_breakdown=dict(sorted((name, int(n)) for name, n in message.type_breakdown.items())),
+        avg_attempts_for_failed_jobs=message.avg_attempts_for_failed_jobs,
+        recent_failures=tuple(
+            RecentFailure(f.job_id, f.type, f.error, f.attempts, _datetime(f, "failed_at"))
+            for f in message.recent_failures
+        ),
+    )
+
+
+def _int32(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{field}: must be a whole number, got {value!r}", code=None, field=field)
+    if not -_INT32_MAX <= value <= _INT32_MAX:
+        raise InvalidArgument(f"{field}: {value} is out of range", code=None, field=field)
+    return value
+
+
+def _timeout_seconds(field: str, value: float | timedelta) -> int:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        raise InvalidArgument(f"{field}: must be a number of seconds, got {value!r}", code=None, field=field)
+    return _int32(field, math.ceil(seconds))
+
+
+def submit_request(spec: JobSpec, prefix: str = "") -> pb.SubmitJobRequest:
+    """The request for one job. A spec without an idempotency key gets a fresh one, so that retrying this
+    very request can never create a second job. Bad values raise InvalidArgument before any call."""
+    if not isinstance(spec.type, str):
+        raise InvalidArgument(f"{prefix}type: must be a string", code=None, field=f"{prefix}type")
+    request = pb.SubmitJobRequest(type=spec.type)
+    if not isinstance(spec.payload, Mapping):
+        raise InvalidArgument(
+            f"{prefix}payload: must be a dict (a JSON object), got {type(spec.payload).__name__}",
+            code=None,
+            field=f"{prefix}payload",
+        )
+    try:
+        request.payload.update(dict(spec.payload))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InvalidArgument(
+            f"{prefix}payload: cannot be sent as JSON: {exc}", code=None, field=f"{prefix}payload"
+        ) from None
+    key = spec.idempotency_key if spec.idempotency_key is not None else new_idempotency_key()
+    if not isinstance(key, str):
+        raise InvalidArgument(f"{prefix}idempotency_key: must be a string", code=None, field=f"{prefix}idempotency_key")
+    request.idempotency_key = key
+    if spec.priority is not None:
+        request.priority = _int32(f"{prefix}priority", spec.priority)
+    if spec.max_attempts is not None:
+        request.max_attempts = _int32(f"{prefix}max_attempts", spec.max_attempts)
+    if spec.timeout is not None:
+        request.timeout_seconds = _timeout_seconds(f"{prefix}timeout", spec.timeout)
+    if spec.run_at is not None:
+        if not isinstance(spec.run_at, datetime):
+            raise InvalidArgument(f"{prefix}run_at: must be a datetime", code=None, field=f"{prefix}run_at")
+        run_at = spec.run_at if spec.run_at.tzinfo is not None else spec.run_at.replace(tzinfo=timezone.utc)
+        request.scheduled_at.FromDatetime(run_at.astimezone(timezone.utc))
+    return request
+
+
+def list_request(
+    status: JobStatus | str | None, job_type: str | None, page_size: int, page_token: str
+) -> pb.ListJobsRequest:
+    request = pb.ListJobsRequest(type=job_type or "", page_size=page_size, page_token=page_token)
+    if status is not None:
+        try:
+            request.status = pb.Job.Status.Value(JobStatus(str(status).upper()).value)  # type: ignore[assignment]
+        except ValueError:
+            names = ", ".join(s.value for s in JobStatus)
+            raise InvalidArgument(f"status: {status!r} is not one of {names}", code=None, field="status") from None
+    return request

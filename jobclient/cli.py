@@ -1,0 +1,521 @@
+"""``jobctl``: the job service from a shell. ``jobctl --help`` lists the commands; ``--json`` everywhere.
+
+Exit codes: 0 success; 1 the service refused or the job did not succeed (not found, conflict, a finished
+job that cannot be cancelled; ``watch``: the job FAILED or was CANCELLED); 2 bad input, bad usage, no
+(valid) token, or the service cannot be reached; 3 ``watch --timeout`` ran out; 130 interrupted.
+Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from itertools import islice
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from jobclient._channel import DEFAULT_TARGET
+from jobclient.client import JobClient
+from jobclient.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    JobClientError,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+    WaitTimeout,
+)
+from jobclient.models import Job, JobStatus, Stats
+from jobclient.retry import RetryPolicy
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "build_parser", "main"]
+
+PROG = "jobctl"
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+EXIT_INTERRUPTED = 130
+
+# A person waits at the prompt: give up on an unreachable server within a couple of seconds.
+CLI_RETRY = RetryPolicy(max_attempts=4, initial_backoff=0.25, max_backoff=2.0, max_elapsed=30.0)
+DEFAULT_LIST_LIMIT = 20
+
+
+class UsageError(Exception):
+    """Bad input on the command line: one line on stderr, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# -- arguments ---------------------------------------------------------------------------------------------
+
+
+def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The options every command takes, before or after its name. Only the top level sets defaults, so a
+    subcommand's absent option does not overwrite a value given before the command."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    group = parser.add_argument_group("connection and output")
+    group.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        default=default(os.environ.get("JOBCTL_SERVER") or DEFAULT_TARGET),
+        help=f"the api's gRPC address (JOBCTL_SERVER, default {DEFAULT_TARGET})",
+    )
+    group.add_argument(
+        "--token",
+        default=default(os.environ.get("JOBCTL_TOKEN") or None),
+        help="bearer token sent with every call (JOBCTL_TOKEN)",
+    )
+    group.add_argument(
+        "--tls",
+        action="store_true",
+        default=default(_env_flag("JOBCTL_TLS")),
+        help="connect over TLS, trusting the default roots (JOBCTL_TLS=1)",
+    )
+    group.add_argument(
+        "--ca-cert",
+        metavar="PEM",
+        default=default(os.environ.get("JOBCTL_CA_CERT") or None),
+        help="trust this CA certificate file; implies --tls (JOBCTL_CA_CERT)",
+    )
+    group.add_argument(
+        "--deadline",
+        type=_positive_float,
+        metavar="SECONDS",
+        default=default(10.0),
+        help="how long each call may take (default 10)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="machine-readable output: one JSON document (watch: one JSON object per line)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Submit, inspect and manage jobs of the job service over gRPC.",
+        epilog="Exit codes: 0 ok; 1 refused by the service, or (watch) the job failed or was cancelled; "
+        "2 bad input, usage, authentication, or the service cannot be reached; 3 watch --timeout ran out.",
+    )
+    _connection_options(parser, defaults=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        _connection_options(sub, defaults=False)
+        return sub
+
+    submit = command("submit", "submit a job and print it")
+    submit.add_argument("type", help="the job type (handler name)")
+    submit.add_argument(
+        "payload",
+        nargs="?",
+        default="{}",
+        help="the payload: a JSON object, '@FILE' to read one from a file, or '-' for stdin (default {})",
+    )
+    submit.add_argument("--key", "--idempotency-key", dest="key", help="idempotency key (default: a random one)")
+    submit.add_argument("--priority", type=int, help="1 (highest) to 10 (lowest); default 5")
+    when = submit.add_mutually_exclusive_group()
+    when.add_argument("--run-at", metavar="TIME", help="run no earlier than this ISO 8601 time (UTC if no offset)")
+    when.add_argument("--delay", type=_non_negative_float, metavar="SECONDS", help="run no earlier than this from now")
+    submit.add_argument("--max-attempts", type=int, metavar="N", help="1-100; default 3")
+    submit.add_argument("--timeout-seconds", type=int, metavar="N", help="time limit of one attempt")
+
+    get = command("get", "show one job")
+    get.add_argument("job_id", type=_job_id)
+
+    listing = command("list", "list jobs, newest first")
+    listing.add_argument("--status", type=_status, help="only jobs in this status (" + _status_names() + ")")
+    listing.add_argument("--type", dest="job_type", metavar="TYPE", help="only jobs of this type")
+    listing.add_argument(
+        "--limit",
+        type=_non_negative_int,
+        default=DEFAULT_LIST_LIMIT,
+        metavar="N",
+        help=f"at most N jobs (default {DEFAULT_LIST_LIMIT}; 0 for all)",
+    )
+
+    watch = command("watch", "print the job after every change until it finishes; exit 0 if it COMPLETED, else 1")
+    watch.add_argument("job_id", type=_job_id)
+    watch.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="give up (exit 3) after this long")
+
+    cancel = command("cancel", "cancel a job (a running one is stopped by its executor)")
+    cancel.add_argument("job_id", type=_job_id)
+
+    retry = command("retry", "re-queue a FAILED or CANCELLED job")
+    retry.add_argument("job_id", type=_job_id)
+
+    command("stats", "counts by status and type, and the latest failures")
+    return parser
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _job_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"job id must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"job id must be positive, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _status_names() -> str:
+    return ", ".join(status.value for status in JobStatus)
+
+
+def _status(text: str) -> JobStatus:
+    try:
+        return JobStatus(text.strip().upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"unknown status {text!r}; one of {_status_names()}") from None
+
+
+def _payload(text: str, stdin: TextIO) -> dict[str, Any]:
+    if text == "-":
+        source, raw = "stdin", stdin.read()
+    elif text.startswith("@"):
+        source = text[1:]
+        try:
+            raw = Path(source).read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read the payload file {source!r}: {exc.strerror}") from None
+    else:
+        source, raw = "payload", text
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{source} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"the payload must be a JSON object ({{...}}), got {_json_kind(value)}")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _run_at(args: argparse.Namespace) -> datetime | None:
+    if args.delay is not None:
+        return datetime.now(timezone.utc) + timedelta(seconds=args.delay)
+    if args.run_at is None:
+        return None
+    text = args.run_at.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--run-at {args.run_at!r} is not an ISO 8601 time (e.g. 2026-12-01T15:00:00Z)") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+# -- output ------------------------------------------------------------------------------------------------
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _short(text: str | None, width: int) -> str:
+    if not text:
+        return ""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
+def _job_detail(job: Job) -> str:
+    rows: list[tuple[str, Any]] = [
+        ("job_id", job.job_id),
+        ("type", job.type),
+        ("status", job.status.value + (" (cancel requested)" if job.cancel_requested else "")),
+        ("priority", job.priority),
+        ("attempts", f"{job.attempts}/{job.max_attempts}"),
+        ("timeout", f"{job.timeout_seconds}s"),
+        ("idempotency_key", job.idempotency_key or "-"),
+        ("created_at", _when(job.created_at)),
+        ("updated_at", _when(job.updated_at)),
+        ("run_at", _when(job.run_at)),
+        ("scheduled_at", _when(job.scheduled_at)),
+        ("started_at", _when(job.started_at)),
+        ("finished_at", _when(job.finished_at)),
+        ("payload", json.dumps(job.payload, sort_keys=True)),
+        ("result", json.dumps(job.result, sort_keys=True) if job.result is not None else "-"),
+        ("error", job.error_message or "-"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def _watch_line(job: Job) -> str:
+    parts = [_when(job.updated_at), f"job {job.job_id}", job.status.value, f"attempt {job.attempts}/{job.max_attempts}"]
+    if job.cancel_requested and not job.finished:
+        parts.append("cancel requested")
+    if job.error_message:
+        parts.append(f"error: {_short(job.error_message, 200)}")
+    if job.status is JobStatus.COMPLETED and job.result is not None:
+        parts.append(f"result: {_short(json.dumps(job.result, sort_keys=True), 200)}")
+    return "  ".join(parts)
+
+
+def _stats_text(stats: Stats) -> str:
+    blocks = [
+        _table(["STATUS", "JOBS"], [*stats.status_breakdown.items(), ("total", stats.total)]),
+        _table(["TYPE", "JOBS"], stats.type_breakdown.items()) if stats.type_breakdown else "no jobs",
+        f"average attempts of failed jobs: {stats.avg_attempts_for_failed_jobs:.2f}",
+    ]
+    if stats.recent_failures:
+        blocks.append(
+            "recent failures:\n"
+            + _table(
+                ["ID", "TYPE", "ATTEMPTS", "FAILED AT", "ERROR"],
+                [
+                    (f.job_id, f.type, f.attempts, _when(f.failed_at), _short(f.error, 60))
+                    for f in stats.recent_failures
+                ],
+            )
+        )
+    return "\n\n".join(blocks)
+
+
+def _emit_json(out: TextIO, value: Any) -> None:
+    out.write(json.dumps(value, sort_keys=False) + "\n")
+    out.flush()
+
+
+# -- commands ----------------------------------------------------------------------------------------------
+
+
+def _submit(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    payload = _payload(args.payload, sys.stdin)
+    job = client.submit(
+        args.type,
+        payload,
+        idempotency_key=args.key,
+        priority=args.priority,
+        run_at=_run_at(args),
+        max_attempts=args.max_attempts,
+        timeout=args.timeout_seconds,
+    )
+    if args.json:
+        _emit_json(out, job.to_dict())
+    elif job.created:
+        when = f", runs at {_when(job.run_at)}" if job.status is JobStatus.PENDING else ""
+        out.write(f"job {job.job_id} submitted: {job.status.value} (type {job.type}, priority {job.priority}{when})\n")
+    else:
+        out.write(
+            f"job {job.job_id} already existed with idempotency key {job.idempotency_key!r}: {job.status.value}\n"
+        )
+    return EXIT_OK
+
+
+def _get(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    job = client.get(args.job_id)
+    out.write((json.dumps(job.to_dict()) if args.json else _job_detail(job)) + "\n")
+    return EXIT_OK
+
+
+def _list(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    limit = args.limit or None
+    page_size = min(limit, 500) if limit else 500
+    jobs = list(islice(client.list(status=args.status, type=args.job_type, page_size=page_size), limit))
+    if args.json:
+        _emit_json(out, [job.to_dict() for job in jobs])
+        return EXIT_OK
+    if not jobs:
+        out.write("no jobs\n")
+        return EXIT_OK
+    rows = [
+        (
+            job.job_id,
+            job.type,
+            job.status.value,
+            job.priority,
+            f"{job.attempts}/{job.max_attempts}",
+            _when(job.created_at),
+            _short(job.error_message, 50),
+        )
+        for job in jobs
+    ]
+    out.write(_table(["ID", "TYPE", "STATUS", "PRI", "ATTEMPTS", "CREATED", "ERROR"], rows) + "\n")
+    return EXIT_OK
+
+
+def _watch(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    last: Job | None = None
+    try:
+        for job in client.watch(args.job_id, timeout=args.timeout):
+            last = job
+            if args.json:
+                _emit_json(out, job.to_dict())
+            else:
+                out.write(_watch_line(job) + "\n")
+                out.flush()
+    except WaitTimeout as exc:
+        _error(str(exc))
+        return EXIT_TIMEOUT
+    assert last is not None
+    return EXIT_OK if last.status is JobStatus.COMPLETED else EXIT_FAILED
+
+
+def _cancel(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    job = client.cancel(args.job_id)
+    if args.json:
+        _emit_json(out, job.to_dict())
+    elif job.status is JobStatus.CANCELLED:
+        out.write(f"job {job.job_id} CANCELLED\n")
+    else:
+        out.write(f"job {job.job_id} is {job.status.value}: cancel requested, its executor will stop it\n")
+    return EXIT_OK
+
+
+def _retry(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    job = client.retry(args.job_id)
+    if args.json:
+        _emit_json(out, job.to_dict())
+    else:
+        out.write(f"job {job.job_id} re-queued: {job.status.value}\n")
+    return EXIT_OK
+
+
+def _stats(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    stats = client.stats()
+    if args.json:
+        _emit_json(out, stats.to_dict())
+    else:
+        out.write(_stats_text(stats) + "\n")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[JobClient, argparse.Namespace, TextIO], int]] = {
+    "submit": _submit,
+    "get": _get,
+    "list": _list,
+    "watch": _watch,
+    "cancel": _cancel,
+    "retry": _retry,
+    "stats": _stats,
+}
+
+
+# -- main --------------------------------------------------------------------------------------------------
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"{PROG}: {' '.join(message.split())}\n")
+    sys.stderr.flush()
+
+
+def _exit_code(error: JobClientError) -> int:
+    if isinstance(error, (Unavailable, DeadlineExceeded, InvalidArgument, Unauthenticated, PermissionDenied)):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def _describe(error: JobClientError, server: str) -> str:
+    if isinstance(error, Unavailable):
+        return f"cannot reach the job service at {server}: {error.message}"
+    if isinstance(error, DeadlineExceeded):
+        return f"the job service at {server} did not answer in time: {error.message}"
+    if isinstance(error, Unauthenticated):
+        return f"not authenticated: {error.message} (set --token or JOBCTL_TOKEN)"
+    return f"error: {error.message}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run jobctl with ``argv`` (default: the command line); returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        if args.ca_cert is not None and not Path(args.ca_cert).is_file():
+            raise UsageError(f"--ca-cert {args.ca_cert!r} is not a readable file")
+        client = JobClient(
+            args.server,
+            token=args.token,
+            tls=args.tls,
+            root_certificates=args.ca_cert,
+            deadline=args.deadline,
+            retry=CLI_RETRY,
+        )
+    except UsageError as exc:
+        _error(f"error: {exc}")
+        return EXIT_USAGE
+    except ValueError as exc:  # an unusable token or target
+        _error(f"error: {exc}")
+        return EXIT_USAGE
+    try:
+        with client:
+            return COMMANDS[args.command](client, args, sys.stdout)
+    except UsageError as exc:
+        _error(f"error: {exc}")
+        return EXIT_USAGE
+    except JobClientError as exc:
+        _error(_describe(exc, args.server))
+        return _exit_code(exc)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (jobctl list | head): not an error. Keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""The client's own value types: what goes in and comes out of every call. No protobuf here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Any
+
+__all__ = ["FINISHED_STATUSES", "Job", "JobSpec", "JobStatus", "RecentFailure", "Stats", "isoformat"]
+
+
+class JobStatus(str, Enum):
+    """Where a job is in its life. Members are strings: ``JobStatus.READY == "READY"``."""
+
+    PENDING = "PENDING"
+    """Waiting for its time: scheduled for later, or backing off before a retry."""
+    READY = "READY"
+    """Due; an executor may lease it."""
+    PROCESSING = "PROCESSING"
+    """Leased by an executor and running."""
+    COMPLETED = "COMPLETED"
+    """Finished successfully; ``Job.result`` holds the handler's return value."""
+    FAILED = "FAILED"
+    """Attempts used up (the dead-letter state); ``retry`` re-queues it."""
+    CANCELLED = "CANCELLED"
+    """Cancelled before it finished."""
+
+    @property
+    def finished(self) -> bool:
+        """True for COMPLETED, FAILED and CANCELLED: the job will not change again (unless retried)."""
+        return self in FINISHED_STATUSES
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+def isoformat(value: datetime | None) -> str | None:
+    """A UTC datetime as the REST API writes it (``2026-11-28T14:30:00.123456Z``); None stays None."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat() + "Z"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as the service reported it. Datetimes are timezone-aware (UTC); payload and result are plain
+    JSON-like dicts (integral numbers come back as ``int``)."""
+
+    job_id: int
+    type: str
+    status: JobStatus
+    priority: int
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    timeout_seconds: int
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    run_at: datetime | None = None
+    """The earliest time the job may (next) run."""
+    scheduled_at: datetime | None = None
+    """When the submitter asked it to run (``run_at`` of the submit); None for "as soon as possible"."""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    idempotency_key: str | None = None
+    error_message: str | None = None
+    result: dict[str, Any] | None = None
+    cancel_requested: bool = False
+    created: bool | None = field(default=None, compare=False)
+    """Only on jobs returned by ``submit``/``submit_many``: True when this call created the job, False when
+    an earlier submit with the same idempotency key had (the existing job is returned). None elsewhere."""
+
+    @property
+    def finished(self) -> bool:
+        """True once the job is COMPLETED, FAILED or CANCELLED."""
+        return self.status.finished
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the REST API's field names, status as its name, datetimes as ISO 8601 UTC strings.
+        ``created`` is included only when known."""
+        out: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "created" and value is None:
+                continue
+            if isinstance(value, datetime):
+                value = isoformat(value)
+            elif isinstance(value, JobStatus):
+                value = value.value
+            out[item.name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job for ``submit_many`` (a dict with these keys works too). Fields as in ``submit``."""
+
+    type: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    priority: int | None = None
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    timeout: float | timedelta | None = None
+
+    @classmethod
+    def coerce(cls, value: JobSpec | Mapping[str, Any], index: int = 0) -> JobSpec:
+        """``value`` itself, or a JobSpec built from a dict with the same keys (TypeError names the bad key)."""
+        if isinstance(value, JobSpec):
+            return value
+        if not isinstance(value, Mapping):
+            raise TypeError(f"jobs[{index}] must be a JobSpec or a dict, not {type(value).__name__}")
+        known = {item.name for item in fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise TypeError(f"jobs[{index}] has unknown keys {unknown}; known keys: {sorted(known)}")
+        if "type" not in value:
+            raise TypeError(f"jobs[{index}] has no 'type'")
+        return cls(**value)
+
+
+@dataclass(frozen=True)
+class RecentFailure:
+    """One of the latest FAILED jobs, as ``stats`` lists them."""
+
+    job_id: int
+    type: str
+    error: str
+    attempts: int
+    failed_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "type": self.type,
+            "error": self.error,
+            "attempts": self.attempts,
+            "failed_at": isoformat(self.failed_at),
+        }
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Counts by status (every status present) and by type, and the latest failures (newest first)."""
+
+    status_breakdown: dict[str, int]
+    type_breakdown: dict[str, int]
+    avg_attempts_for_failed_jobs: float
+    recent_failures: tuple[RecentFailure, ...] = ()
+
+    @property
+    def total(self) -> int:
+        """Jobs in the table, all statuses."""
+        return sum(self.status_breakdown.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status_breakdown": dict(self.status_breakdown),
+            "type_breakdown": dict(self.type_breakdown),
+            "avg_attempts_for_failed_jobs": self.avg_attempts_for_failed_jobs,
+            "recent_failures": [failure.to_dict() for failure in self.recent_failures],
+        }
