@@ -8,9 +8,16 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from functools import partial
 from types import FrameType
+from typing import TypeVar
 
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import Engine
 
 from services.scheduler import settings as defaults
@@ -23,11 +30,19 @@ from services.scheduler.pruner import Pruner
 from services.scheduler.rescuer import Rescuer
 from services.scheduler.settings import SchedulerSettings
 from shared.database.engine import create_database_engine
-from shared.database.maintenance import ChannelListener, JobMaintenance, LeaderLock
+from shared.database.maintenance import (
+    ChannelListener,
+    CompactedCounts,
+    JobMaintenance,
+    LeaderLock,
+    PromotedJob,
+    RescuedJob,
+)
 from shared.database.schema import check_schema
 from shared.errors import DatabaseUnavailable, SchemaOutOfDate
+from shared.jobs import JobStatus
 from shared.settings import SettingsError
-from shared.telemetry import configure_logging
+from shared.telemetry import configure_logging, configure_tracing, shutdown_tracing
 
 log = logging.getLogger("services.scheduler")
 
@@ -148,9 +163,61 @@ def settings_from(args: argparse.Namespace) -> SchedulerSettings:
     return SchedulerSettings.from_env({**os.environ, **overrides})
 
 
-def build_duties(settings: SchedulerSettings, engine: Engine) -> list[Duty]:
-    """The four duties the active scheduler runs, configured from ``settings``."""
-    maintenance = JobMaintenance(engine)
+T = TypeVar("T")
+
+
+class TracedJobMaintenance(JobMaintenance):
+    """JobMaintenance whose statements that changed rows (or failed) leave a span each.
+
+    Recorded after the fact, because only the answer tells whether a pass is worth a span: an idle
+    scheduler runs several statements a second that change nothing, and tracing those would bury the
+    rest. Used only when spans are exported (configure_tracing).
+    """
+
+    _tracer = trace.get_tracer("services.scheduler")
+
+    def _traced(self, operation: str, call: Callable[[], T], count: Callable[[T], int]) -> T:
+        started_ns = time.time_ns()
+        try:
+            result = call()
+        except Exception as error:
+            self._record(operation, started_ns, None, error)
+            raise
+        changed = count(result)
+        if changed:
+            self._record(operation, started_ns, changed, None)
+        return result
+
+    def _record(self, operation: str, started_ns: int, rows: int | None, error: Exception | None) -> None:
+        attributes: dict[str, str | int] = {"db.system": "postgresql", "db.operation.name": operation}
+        if rows is not None:
+            attributes["db.rows_affected"] = rows
+        span = self._tracer.start_span(
+            operation, context=Context(), kind=SpanKind.CLIENT, start_time=started_ns, attributes=attributes
+        )
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        span.end()
+
+    def promote_due_jobs(self, limit: int) -> list[PromotedJob]:
+        return self._traced("promote_due_jobs", partial(super().promote_due_jobs, limit), len)
+
+    def rescue_expired_leases(self, limit: int) -> list[RescuedJob]:
+        return self._traced("rescue_expired_leases", partial(super().rescue_expired_leases, limit), len)
+
+    def prune_finished_jobs(self, status: JobStatus, older_than: timedelta, limit: int) -> int:
+        return self._traced("prune_finished_jobs", partial(super().prune_finished_jobs, status, older_than, limit), int)
+
+    def compact_job_counts(self, limit: int) -> CompactedCounts:
+        return self._traced(
+            "compact_job_counts", partial(super().compact_job_counts, limit), lambda counts: counts.folded
+        )
+
+
+def build_duties(settings: SchedulerSettings, engine: Engine, traced: bool = False) -> list[Duty]:
+    """The four duties the active scheduler runs, configured from ``settings``; ``traced``: with spans."""
+    maintenance = TracedJobMaintenance(engine) if traced else JobMaintenance(engine)
     return [
         Promoter(maintenance, ChannelListener(engine), settings.promote_batch_size, settings.max_idle_seconds),
         Rescuer(maintenance, settings.rescue_interval_seconds),
@@ -189,7 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"scheduler: refusing to start: {error}", file=sys.stderr)
         return EXIT_REFUSED
     configure_logging("scheduler", settings.log_level, settings.log_format)
+    traced = configure_tracing("jobs-scheduler")
+    try:
+        return _run(settings, traced)
+    finally:
+        shutdown_tracing()
 
+
+def _run(settings: SchedulerSettings, traced: bool) -> int:
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -215,7 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("refusing to start: %s", error)
         return EXIT_REFUSED
     try:
-        LeaderElector(LeaderLock(engine), build_duties(settings, engine), settings.leader_retry_seconds).run(stop)
+        LeaderElector(LeaderLock(engine), build_duties(settings, engine, traced), settings.leader_retry_seconds).run(
+            stop
+        )
     finally:
         engine.dispose()
     log.info("stopped")

@@ -8,6 +8,8 @@ jobs_rescued_total{status}                  expired leases taken back, by where 
 jobs_pruned_total{status}                   finished jobs deleted by retention
 job_counts_compacted_total                  job_counts delta rows folded together
 jobs_by_status{status}                      jobs per status, from the job_counts aggregate (leader only)
+jobs_pending_count, jobs_ready_count,       the seed's names for jobs_by_status of PENDING, READY and
+jobs_processing_count                       PROCESSING; exported by the active scheduler only
 scheduler_loop_duration_seconds{loop}       time of one pass of each duty
 database_errors_total{operation}            database unavailable (a duty, the leader lock, the listener)
 scheduler_loop_errors_total{loop}           unexpected errors in a duty (a bug: see the log)
@@ -15,7 +17,13 @@ scheduler_loop_errors_total{loop}           unexpected errors in a duty (a bug: 
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from collections.abc import Iterable
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from shared.jobs import JobStatus
 
 __all__ = [
     "DATABASE_ERRORS",
@@ -29,6 +37,8 @@ __all__ = [
     "LOOP_DURATION",
     "LOOP_ERRORS",
     "PROMOTION_LATENESS",
+    "QUEUE_DEPTH_GAUGES",
+    "QueueDepth",
     "start_metrics_server",
 ]
 
@@ -54,6 +64,38 @@ DATABASE_ERRORS = Counter(
     "database_errors", "Times the database was unavailable, by what was being done", ["operation"]
 )
 LOOP_ERRORS = Counter("scheduler_loop_errors", "Unexpected errors in a scheduler duty", ["loop"])
+
+# The seed's queue-depth gauges: name -> (status, help).
+QUEUE_DEPTH_GAUGES = {
+    "jobs_pending_count": (JobStatus.PENDING, "Jobs waiting for their run_at (scheduled, or backing off to retry)"),
+    "jobs_ready_count": (JobStatus.READY, "Jobs due and waiting for an executor"),
+    "jobs_processing_count": (JobStatus.PROCESSING, "Jobs leased by an executor"),
+}
+
+
+class QueueDepth(Collector):
+    """jobs_pending_count, jobs_ready_count and jobs_processing_count, read from the jobs_by_status gauges.
+
+    Those are refreshed by the active scheduler's compact_job_counts pass (every few seconds, from the
+    job_counts aggregate), so a scrape costs no query at all. A standby exports nothing: its last
+    values, from when it led, would be stale.
+    """
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily(name, text) for name, (_, text) in QUEUE_DEPTH_GAUGES.items()]
+
+    def collect(self) -> Iterable[Metric]:
+        if not any(sample.value for metric in IS_LEADER.collect() for sample in metric.samples):
+            return
+        by_status = {
+            sample.labels["status"]: sample.value for metric in JOBS_BY_STATUS.collect() for sample in metric.samples
+        }
+        for name, (status, text) in QUEUE_DEPTH_GAUGES.items():
+            if status.value in by_status:
+                yield GaugeMetricFamily(name, text, value=by_status[status.value])
+
+
+REGISTRY.register(QueueDepth())
 
 
 def start_metrics_server(port: int) -> None:

@@ -1,0 +1,390 @@
+"""Traces, metrics and logs of the three real processes, as an operator's collector and Prometheus see them.
+
+One small workload runs once for the module, against a database of its own: an ``echo`` job and a ``fail``
+job that fails once and then succeeds, each submitted over REST with a W3C ``traceparent`` header, and one
+job scheduled an hour ahead. The processes export spans over OTLP/HTTP to a receiver this test runs on a
+local port (decoding the protobuf ExportTraceServiceRequest), write JSON logs, and are scraped once the
+work is done. Each test then checks one part of what was recorded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import secrets
+import threading
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.api import ApiServer
+from tests.support.database import fresh_database, server_url
+from tests.support.processes import ServiceProcess, free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+# Values that must never reach a log line: they are only in the jobs' payloads.
+SECRET = f"payload-secret-{secrets.token_hex(6)}"
+FAIL_MESSAGE = "planned failure of the first attempt"
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    service: str
+    span: Span
+
+    @property
+    def trace_id(self) -> str:
+        return self.span.trace_id.hex()
+
+    @property
+    def span_id(self) -> str:
+        return self.span.span_id.hex()
+
+    @property
+    def parent_span_id(self) -> str:
+        return self.span.parent_span_id.hex()
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return {item.key: _value(item.value) for item in self.span.attributes}
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+class OtlpReceiver:
+    """A minimal OTLP/HTTP trace receiver: POST /v1/traces with a protobuf ExportTraceServiceRequest."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                if self.path != "/v1/traces":
+                    self.send_error(404)
+                    return
+                receiver.add(ExportTraceServiceRequest.FromString(body))
+                reply = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, name="otlp-receiver", daemon=True)
+
+    def add(self, request: ExportTraceServiceRequest) -> None:
+        received = []
+        for resource_spans in request.resource_spans:
+            attributes = {item.key: _value(item.value) for item in resource_spans.resource.attributes}
+            service = str(attributes.get("service.name"))
+            for scope_spans in resource_spans.scope_spans:
+                received += [ReceivedSpan(service, span) for span in scope_spans.spans]
+        with self.lock:
+            self.spans += received
+
+    def in_trace(self, trace_id: str) -> list[ReceivedSpan]:
+        with self.lock:
+            return [span for span in self.spans if span.trace_id == trace_id]
+
+    def named(self, name: str) -> list[ReceivedSpan]:
+        with self.lock:
+            return [span for span in self.spans if span.span.name == name]
+
+    def __enter__(self) -> OtlpReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(port: int) -> Samples:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+@dataclass
+class Traced:
+    """What the workload left behind."""
+
+    trace_id: str  # of the echo job's submit
+    parent_id: str  # the client's span id in that traceparent
+    retried_trace_id: str  # of the fail job's submit
+    retried_parent_id: str
+    echo_job: int
+    retried_job: int
+    receiver: OtlpReceiver
+    metrics: dict[str, Samples] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)
+
+
+def _traceparent() -> tuple[str, str, str]:
+    trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
+    return f"00-{trace_id}-{parent_id}-01", trace_id, parent_id
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
+    log_dir = tmp_path_factory.mktemp("observability")
+    with fresh_database(server_url(), "observability") as database_url, OtlpReceiver() as receiver:
+        ports = {name: free_port() for name in ("grpc", "http", "scheduler", "executor")}
+        common = {
+            "DATABASE_URL": database_url,
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "RETRY_BACKOFF_BASE_SECONDS": "0.1",
+            "RETRY_BACKOFF_CAP_SECONDS": "0.2",
+            "EXECUTOR_POLL_INTERVAL_SECONDS": "0.2",
+            "SCHEDULER_MAX_IDLE_SECONDS": "0.2",
+            "SCHEDULER_COMPACT_INTERVAL_SECONDS": "0.2",
+        }
+        processes = {
+            "api": ServiceProcess(
+                "services.api",
+                {**common, "GRPC_PORT": str(ports["grpc"]), "HTTP_PORT": str(ports["http"])},
+                log_dir=log_dir,
+            ),
+            "scheduler": ServiceProcess(
+                "services.scheduler", {**common, "METRICS_PORT": str(ports["scheduler"])}, log_dir=log_dir
+            ),
+            "executor": ServiceProcess(
+                "services.executor", {**common, "METRICS_PORT": str(ports["executor"])}, log_dir=log_dir
+            ),
+        }
+        try:
+            for process in processes.values():
+                process.start()
+            processes["api"].wait_for_port(ports["http"])
+            processes["scheduler"].wait_for_port(ports["scheduler"])
+            processes["executor"].wait_for_port(ports["executor"])
+            api = ApiServer(processes["api"], ports["grpc"], ports["http"])
+            yield _run_workload(api, receiver, ports, processes)
+        finally:
+            for process in processes.values():
+                process.stop()
+
+
+def _run_workload(
+    api: ApiServer, receiver: OtlpReceiver, ports: dict[str, int], processes: dict[str, ServiceProcess]
+) -> Traced:
+    header, trace_id, parent_id = _traceparent()
+    echo = api.request(
+        "POST", "/jobs", {"type": "echo", "payload": {"secret": SECRET}}, headers={"traceparent": header}
+    )
+    assert echo.status == 200, echo.body
+    retried_header, retried_trace_id, retried_parent_id = _traceparent()
+    retried = api.request(
+        "POST",
+        "/jobs",
+        {"type": "fail", "max_attempts": 3, "payload": {"times": 1, "message": FAIL_MESSAGE, "secret": SECRET}},
+        headers={"traceparent": retried_header},
+    )
+    assert retried.status == 200, retried.body
+    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    scheduled = api.request("POST", "/jobs", {"type": "echo", "payload": {}, "scheduled_at": later})
+    assert scheduled.status == 200 and scheduled.body["status"] == "PENDING", scheduled.body
+    result = Traced(
+        trace_id, parent_id, retried_trace_id, retried_parent_id, echo.body["job_id"], retried.body["job_id"], receiver
+    )
+
+    def finished(job_id: int) -> bool:
+        return api.request("GET", f"/jobs/{job_id}").body["status"] == "COMPLETED"
+
+    wait_until(lambda: finished(result.echo_job) and finished(result.retried_job), 20, 0.05, "both jobs to complete")
+
+    def attempt_spans_exported() -> bool:
+        return len([s for s in receiver.named("job fail") if s.trace_id == retried_trace_id]) == 2 and any(
+            s.trace_id == trace_id for s in receiver.named("job echo")
+        )
+
+    wait_until(attempt_spans_exported, 10, 0.05, "the attempts' spans at the receiver")
+
+    # The scheduler's queue-depth gauges follow the job_counts aggregate a compaction pass after the work.
+    def counted() -> bool:
+        return value(scrape(ports["scheduler"]), "jobs_by_status", status="COMPLETED") == 2
+
+    wait_until(counted, 10, 0.1, "the scheduler to count both completed jobs")
+    for name in ("api", "scheduler", "executor"):
+        result.metrics[name] = scrape(ports["http" if name == "api" else name])
+    # Statement spans are exported a batch later than the attempts at most.
+    wait_until(
+        lambda: bool(receiver.named("promote_due_jobs") and receiver.named("complete_jobs")), 5, 0.05, "statement spans"
+    )
+    for name, process in processes.items():
+        assert process.stop() == 0, process.output()[-3000:]
+        result.logs[name] = process.output()
+    return result
+
+
+# --- traces ---------------------------------------------------------------------------------------------
+
+
+def _server_span(spans: list[ReceivedSpan]) -> ReceivedSpan:
+    (server,) = [s for s in spans if s.span.name == "jobs.v1.JobService/SubmitJob"]
+    return server
+
+
+def test_one_trace_holds_the_submit_and_both_attempts_of_a_retried_job(traced: Traced) -> None:
+    spans = traced.receiver.in_trace(traced.retried_trace_id)
+    server = _server_span(spans)
+    assert server.service == "jobs-api"
+    assert server.span.kind == Span.SPAN_KIND_SERVER
+    # The REST call's traceparent reached the gRPC server span through the shim.
+    assert server.parent_span_id == traced.retried_parent_id
+
+    attempts = sorted((s for s in spans if s.span.name == "job fail"), key=lambda s: s.attributes["job.attempt"])
+    assert [s.attributes["job.attempt"] for s in attempts] == [1, 2]
+    for attempt in attempts:
+        assert attempt.service == "jobs-executor"
+        assert attempt.span.kind == Span.SPAN_KIND_CONSUMER
+        assert attempt.parent_span_id == server.span_id, "each attempt is a child of the submitting RPC's span"
+        assert attempt.attributes["job.id"] == traced.retried_job
+        assert attempt.attributes["job.type"] == "fail"
+        assert attempt.attributes["job.max_attempts"] == 3
+    first, second = attempts
+    assert first.attributes["job.outcome"] == "retry"
+    assert first.attributes["job.status"] == "PENDING"
+    assert first.span.status.code == Status.STATUS_CODE_ERROR
+    assert FAIL_MESSAGE in first.span.status.message
+    assert [event.name for event in first.span.events] == ["exception"]
+    assert second.attributes["job.outcome"] == "completed"
+    assert second.span.status.code != Status.STATUS_CODE_ERROR
+    assert second.span.start_time_unix_nano > first.span.end_time_unix_nano
+    # Each attempt links to the lease_jobs statement that leased it.
+    lease_ids = {s.span.span_id for s in traced.receiver.named("lease_jobs")}
+    assert all(link.span_id in lease_ids for attempt in attempts for link in attempt.span.links)
+    assert all(len(attempt.span.links) == 1 for attempt in attempts)
+
+
+def test_the_submit_trace_of_a_job_that_ran_once(traced: Traced) -> None:
+    spans = traced.receiver.in_trace(traced.trace_id)
+    server = _server_span(spans)
+    assert server.parent_span_id == traced.parent_id
+    (attempt,) = [s for s in spans if s.span.name == "job echo"]
+    assert attempt.parent_span_id == server.span_id
+    assert attempt.attributes["job.outcome"] == "completed"
+    assert attempt.attributes["job.attempt"] == 1
+    assert attempt.attributes["job.id"] == traced.echo_job
+    # The api's database call is a client span under the RPC's.
+    database = [s for s in spans if s.service == "jobs-api" and s.span.kind == Span.SPAN_KIND_CLIENT]
+    assert database and all(s.parent_span_id == server.span_id for s in database)
+    assert {s.service for s in spans} == {"jobs-api", "jobs-executor"}
+
+
+def test_hot_statements_have_spans_of_their_own_in_each_process(traced: Traced) -> None:
+    receiver = traced.receiver
+    leases = receiver.named("lease_jobs")
+    assert leases and all(s.service == "jobs-executor" and s.attributes["jobs.leased"] >= 1 for s in leases)
+    assert sum(s.attributes["jobs.leased"] for s in leases) == 3  # echo, fail, fail again
+    completes = receiver.named("complete_jobs")
+    assert sum(s.attributes["jobs.written"] for s in completes) == 3
+    assert all(s.span.kind == Span.SPAN_KIND_CLIENT and s.parent_span_id == "" for s in leases + completes)
+    (promote,) = receiver.named("promote_due_jobs")  # the retry, due after its backoff
+    assert promote.service == "jobs-scheduler"
+    assert promote.attributes["db.rows_affected"] == 1
+    services = {s.service for s in receiver.spans}
+    assert services == {"jobs-api", "jobs-executor", "jobs-scheduler"}
+
+
+# --- metrics --------------------------------------------------------------------------------------------
+
+
+def test_each_process_counts_the_workload_by_value(traced: Traced) -> None:
+    api, executor, scheduler = (traced.metrics[name] for name in ("api", "executor", "scheduler"))
+
+    assert value(api, "jobs_created_total", job_type="echo") == 2
+    assert value(api, "jobs_created_total", job_type="fail") == 1
+    assert value(api, "rpc_requests_total", method="SubmitJob", code="OK") == 3
+    assert value(api, "rpc_duration_seconds_count", method="SubmitJob") == 3
+    assert (value(api, "rpc_requests_total", method="GetJob", code="OK") or 0) >= 2
+
+    assert value(executor, "worker_up") == 1
+    assert value(executor, "jobs_completed_total", job_type="echo") == 1
+    assert value(executor, "jobs_completed_total", job_type="fail") == 1
+    assert value(executor, "jobs_retried_total", job_type="fail") == 1
+    assert (value(executor, "jobs_failed_total", job_type="fail") or 0) == 0
+    assert value(executor, "leases_taken_total") == 3
+    assert value(executor, "stale_outcomes_total") == 0
+    assert value(executor, "job_duration_seconds_count", job_type="echo") == 1
+    assert value(executor, "job_duration_seconds_count", job_type="fail") == 2
+    assert value(executor, "job_duration_seconds_bucket", job_type="fail", le="+Inf") == 2
+    assert value(executor, "job_queue_wait_seconds_count", job_type="fail") == 2
+    assert value(executor, "job_queue_wait_seconds_bucket", job_type="echo", le="+Inf") == 1
+    # The retry waited out its backoff in PENDING; its queue wait counts from run_at, so stays small.
+    assert (value(executor, "job_queue_wait_seconds_sum", job_type="fail") or 0) < 5
+
+    assert value(scheduler, "scheduler_is_leader") == 1
+    assert value(scheduler, "jobs_promoted_total") == 1
+    assert value(scheduler, "jobs_pending_count") == 1  # the job scheduled an hour ahead
+    assert value(scheduler, "jobs_ready_count") == 0
+    assert value(scheduler, "jobs_processing_count") == 0
+    assert value(scheduler, "jobs_by_status", status="COMPLETED") == 2
+
+
+# --- logs -----------------------------------------------------------------------------------------------
+
+
+def _lines(log: str) -> list[dict[str, Any]]:
+    entries = []
+    for line in log.splitlines():
+        if line.strip():
+            entry = json.loads(line)  # every line: JSON, or this fails naming it
+            assert isinstance(entry, dict), line
+            entries.append(entry)
+    return entries
+
+
+def test_json_logs_carry_the_job_and_its_trace_and_no_payload(traced: Traced) -> None:
+    for name, log in traced.logs.items():
+        entries = _lines(log)
+        assert entries, f"{name} logged nothing"
+        assert {entry["service"] for entry in entries} == {name}
+        assert SECRET not in log, f"a payload value reached the {name} log"
+    job_events = [entry for entry in _lines(traced.logs["executor"]) if "job_id" in entry]
+    (failure,) = [entry for entry in job_events if entry["job_id"] == traced.retried_job]
+    assert failure["level"] == "WARNING"
+    assert (failure["type"], failure["attempt"], failure["trace_id"]) == ("fail", 1, traced.retried_trace_id)
+    for entry in job_events:
+        assert {"job_id", "type", "attempt", "trace_id"} <= set(entry), entry
