@@ -7,8 +7,10 @@ one of those from the files alone; `docker compose config` validates the schema 
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -301,3 +303,236 @@ def test_docker_compose_config_accepts_the_file() -> None:
         [*cli, "-f", str(COMPOSE_FILE), "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- observability: docker compose --profile observability up ---------------------------------------------
+
+DEPLOY = ROOT / "deploy"
+OBSERVABILITY_SERVICES = ("prometheus", "grafana", "otel-collector", "jaeger")
+METRICS_MODULES = [ROOT / "services" / name / "metrics.py" for name in ("api", "executor", "scheduler")]
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "jobservice.json"
+# PromQL words that are not metric names.
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless"}
+
+
+def bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host path, container path) of each bind mount (short syntax starting with . or /, or type: bind)."""
+    mounts: list[tuple[str, str]] = []
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                mounts.append((str(volume["source"]), str(volume["target"])))
+            continue
+        source, target = str(volume).split(":")[:2]
+        if source.startswith((".", "/")):
+            mounts.append((source, target))
+    return mounts
+
+
+def container_path(service: dict[str, Any], host_relative: str) -> str:
+    """Where a repository file appears inside the service's container, through its bind mounts."""
+    wanted = (ROOT / host_relative).resolve()
+    for source, target in bind_mounts(service):
+        host = (ROOT / source).resolve()
+        if wanted == host or host in wanted.parents:
+            return str(Path(target) / wanted.relative_to(host))
+    raise AssertionError(f"{host_relative} is not mounted into the container")
+
+
+def defined_metrics() -> dict[str, str]:
+    """Metric family name -> type, for every metric the services' metrics modules define (read, not imported:
+    the three modules cannot share one process's registry, some names being the same)."""
+    kinds = {"Counter": "counter", "Gauge": "gauge", "Histogram": "histogram", "Summary": "summary"}
+    found: dict[str, str] = {}
+    for path in METRICS_MODULES:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in kinds and node.args:
+                first = node.args[0]
+                if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                    found[first.value.removesuffix("_total")] = kinds[node.func.id]
+            # Collectors that export gauges under names listed in a module-level dict (QUEUE_DEPTH_GAUGES).
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Dict)
+                and any(isinstance(t, ast.Name) and t.id.endswith("_GAUGES") for t in node.targets)
+            ):
+                for key in node.value.keys:
+                    assert isinstance(key, ast.Constant) and isinstance(key.value, str)
+                    found[key.value] = "gauge"
+    return found
+
+
+def exposed_series(metrics: dict[str, str]) -> set[str]:
+    """The series names Prometheus stores for those metrics (counters get _total, histograms _bucket...)."""
+    suffixes = {
+        "counter": ("_total",),
+        "gauge": ("",),
+        "histogram": ("_bucket", "_sum", "_count"),
+        "summary": ("_sum", "_count", ""),
+    }
+    return {name + suffix for name, kind in metrics.items() for suffix in suffixes[kind]}
+
+
+def promql_metric_names(expression: str) -> set[str]:
+    """The metric names a PromQL expression reads: identifiers that are not functions, keywords or labels."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expression)  # strings
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)  # label lists
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        following = text[match.end() :].lstrip()
+        word = match.group()
+        if following.startswith("(") or word in PROMQL_KEYWORDS or text[max(0, match.start() - 1)] == "$":
+            continue
+        names.add(word)
+    return names
+
+
+def dashboard_expressions() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    expressions = []
+    for panel in dashboard["panels"]:
+        expressions += [target["expr"] for target in panel.get("targets", [])]
+        for inner in panel.get("panels", []):
+            expressions += [target["expr"] for target in inner.get("targets", [])]
+    return expressions
+
+
+@pytest.mark.parametrize("name", OBSERVABILITY_SERVICES)
+def test_observability_services_run_only_in_their_profile(services: dict[str, dict[str, Any]], name: str) -> None:
+    assert services[name].get("profiles") == ["observability"]
+
+
+def test_the_stack_itself_needs_no_profile(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("db", *APP_SERVICES):
+        assert not services[name].get("profiles"), f"{name} would not start with a plain `docker compose up`"
+
+
+@pytest.mark.parametrize("name", OBSERVABILITY_SERVICES)
+def test_every_file_an_observability_service_mounts_exists(services: dict[str, dict[str, Any]], name: str) -> None:
+    for source, _ in bind_mounts(services[name]):
+        assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
+
+
+@pytest.mark.parametrize("name", ["api", "scheduler", "executor"])
+def test_the_processes_take_their_otlp_endpoint_from_the_environment(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    env = environment(services[name])
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in env
+    # Each process names itself (jobs-api, jobs-scheduler, jobs-executor); one name for all would merge them.
+    assert "OTEL_SERVICE_NAME" not in env
+
+
+def test_prometheus_scrapes_every_process_where_it_serves_metrics(services: dict[str, dict[str, Any]]) -> None:
+    prometheus = services["prometheus"]
+    config_path = container_path(prometheus, "deploy/prometheus/prometheus.yml")
+    command = " ".join(command_words(prometheus.get("command")))
+    assert f"--config.file={config_path}" in command or config_path == "/etc/prometheus/prometheus.yml"
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets: set[str] = set()
+    for job in config["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            targets.update(static["targets"])
+        for dns in job.get("dns_sd_configs", []):
+            assert dns.get("type", "SRV") == "A", "compose DNS has no SRV records"
+            targets.update(f"{name}:{dns['port']}" for name in dns["names"])
+    api_port = environment(services["api"]).get("HTTP_PORT", str(DEFAULT_HTTP_PORT))
+    expected = {
+        f"api:{api_port}",
+        f"scheduler:{environment(services['scheduler'])['METRICS_PORT']}",
+        f"executor:{environment(services['executor'])['METRICS_PORT']}",
+    }
+    assert expected <= targets, f"not scraped: {expected - targets}"
+    for target in targets:
+        assert target.split(":")[0] in services, f"Prometheus scrapes {target}, not a compose service"
+
+
+def test_the_collector_receives_otlp_and_exports_to_services_that_exist(services: dict[str, dict[str, Any]]) -> None:
+    collector = services["otel-collector"]
+    config_path = container_path(collector, "deploy/otel-collector/config.yaml")
+    assert f"--config={config_path}" in command_words(collector.get("command"))
+    config = yaml.safe_load((DEPLOY / "otel-collector" / "config.yaml").read_text())
+    pipeline = config["service"]["pipelines"]["traces"]
+    for kind in ("receivers", "processors", "exporters"):
+        for component in pipeline.get(kind, []):
+            assert component in (config.get(kind) or {}), f"the traces pipeline names an undefined {kind}: {component}"
+    protocols = config["receivers"]["otlp"]["protocols"]
+    assert protocols["grpc"]["endpoint"].endswith(":4317") and protocols["http"]["endpoint"].endswith(":4318")
+    # The address the compose file and the docs tell operators to set.
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector:4317" in COMPOSE_FILE.read_text()
+    for name, exporter in config["exporters"].items():
+        endpoint = (exporter or {}).get("endpoint")
+        if endpoint:
+            host = endpoint.split("://")[-1].split(":")[0]
+            assert host in services, f"collector exporter {name} sends to {host}, not a compose service"
+
+
+def test_grafana_provisions_the_data_sources_and_dashboards_it_mounts(services: dict[str, dict[str, Any]]) -> None:
+    grafana = services["grafana"]
+    provisioning = DEPLOY / "grafana" / "provisioning"
+    assert container_path(grafana, "deploy/grafana/provisioning") == "/etc/grafana/provisioning"
+    sources = yaml.safe_load((provisioning / "datasources" / "datasources.yml").read_text())["datasources"]
+    uids = {source["uid"] for source in sources}
+    for source in sources:
+        host = source["url"].split("://")[-1].split(":")[0]
+        assert host in services, f"data source {source['name']} points at {host}, not a compose service"
+    providers = yaml.safe_load((provisioning / "dashboards" / "dashboards.yml").read_text())["providers"]
+    dashboards_in_container = container_path(grafana, "deploy/grafana/dashboards")
+    assert [provider["options"]["path"] for provider in providers] == [dashboards_in_container]
+    dashboard = json.loads(DASHBOARD.read_text())
+    used = {
+        target["datasource"]["uid"]
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        if isinstance(target.get("datasource"), dict)
+    }
+    assert used and used <= uids, f"the dashboard uses data sources Grafana does not have: {used - uids}"
+
+
+def test_the_dashboard_reads_only_metrics_the_services_define() -> None:
+    series = exposed_series(defined_metrics())
+    expressions = dashboard_expressions()
+    assert expressions
+    used: set[str] = set()
+    for expression in expressions:
+        names = promql_metric_names(expression)
+        assert names, f"no metric in {expression!r}"
+        unknown = names - series
+        assert not unknown, f"{expression!r} reads {unknown}, which no services/*/metrics.py defines"
+        used |= names
+    # What an operator must see at a glance: throughput, latency, queue depth, failures, staleness, leader.
+    must_show = {
+        "jobs_created_total",
+        "jobs_completed_total",
+        "jobs_failed_total",
+        "jobs_retried_total",
+        "job_duration_seconds_bucket",
+        "job_queue_wait_seconds_bucket",
+        "rpc_duration_seconds_bucket",
+        "rpc_requests_total",
+        "jobs_pending_count",
+        "jobs_ready_count",
+        "jobs_processing_count",
+        "worker_up",
+        "stale_outcomes_total",
+        "leases_taken_total",
+        "jobs_rescued_total",
+        "jobs_promoted_total",
+        "jobs_pruned_total",
+        "scheduler_is_leader",
+        "database_errors_total",
+    }
+    assert must_show <= used, f"the dashboard shows nothing of {must_show - used}"
+
+
+def test_the_metric_reader_of_these_tests_sees_what_it_should() -> None:
+    metrics = defined_metrics()
+    assert metrics["jobs_created"] == "counter" and metrics["job_duration_seconds"] == "histogram"
+    assert metrics["jobs_pending_count"] == "gauge" and metrics["worker_up"] == "gauge"
+    assert promql_metric_names('histogram_quantile(0.95, sum by (le, method) (rate(x_bucket{a="b"}[5m])))') == {
+        "x_bucket"
+    }
+    assert promql_metric_names("sum by (job) (1 - database_up) / on (job) up") == {"database_up", "up"}
