@@ -327,4 +327,7 @@ def build_rest_app(
 
     app.router.add_get("/metrics", guarded_metrics)
     RestGateway(channel, service).add_routes(app)
+    from services.api.console import add_console_routes  # here: the console imports this module
+
+    add_console_routes(app, service)  # /ui, /docs, /openapi.json
     return app

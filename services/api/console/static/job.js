@@ -1,0 +1,194 @@
+// One job: its fields, a timeline of the known status times, payload, result, error, and the actions.
+// Live through GET /jobs/{id}:watch (newline-delimited JSON) while the job is unfinished; polling if
+// the stream cannot be used.
+
+import { ApiError, api, watchJob } from "./api.js";
+import {
+  CANCELLABLE,
+  FINAL_STATUSES,
+  RETRYABLE,
+  fill,
+  formatDuration,
+  formatTime,
+  h,
+  hashFor,
+  jsonBlock,
+  relativeTime,
+  statusBadge,
+} from "./util.js";
+
+export function mountJob(root, { id, act, reportError, clearError }) {
+  let job = null;
+  let watching = null; // the AbortController of the open watch stream
+  let watchFailures = 0;
+  let gone = false;
+
+  const view = h("div.job-page");
+  fill(root, view, h("p.muted", "Loading…"));
+
+  async function load() {
+    if (watching || gone) return; // the stream keeps the page current
+    try {
+      show(await api.getJob(id));
+      clearError();
+    } catch (error) {
+      if (error instanceof ApiError && error.httpStatus === 404) {
+        gone = true;
+        fill(root, h("h1", `Job #${id}`), h("p.notice.error", "No such job (it may have been pruned)."));
+        return;
+      }
+      reportError(error);
+      return;
+    }
+    if (job && !FINAL_STATUSES.has(job.status) && watchFailures < 3) watch();
+  }
+
+  function watch() {
+    const controller = new AbortController();
+    watching = controller;
+    root.dataset.live = "watch";
+    watchJob(id, show, controller.signal)
+      .then(() => {
+        watchFailures = 0;
+      })
+      .catch((error) => {
+        if (error.name === "AbortError") return;
+        watchFailures += 1; // after three failed streams the page polls instead
+        if (error.httpStatus === 401) reportError(error);
+      })
+      .finally(() => {
+        if (watching === controller) {
+          watching = null;
+          root.dataset.live = "poll";
+        }
+      });
+  }
+
+  function stopWatching() {
+    if (watching) {
+      watching.abort();
+      watching = null;
+    }
+  }
+
+  async function perform(action) {
+    const updated = await act(action, id);
+    if (updated) {
+      stopWatching();
+      show(updated);
+      load();
+    }
+  }
+
+  function show(next) {
+    job = next;
+    const actions = h(
+      "div.actions",
+      CANCELLABLE.has(job.status)
+        ? h(
+            "button.danger#cancel-job",
+            { type: "button", disabled: job.cancel_requested, on: { click: () => perform("cancel") } },
+            job.cancel_requested ? "Cancel requested…" : "Cancel",
+          )
+        : null,
+      RETRYABLE.has(job.status)
+        ? h("button.primary#retry-job", { type: "button", on: { click: () => perform("retry") } }, "Retry")
+        : null,
+      h("a.button", { href: hashFor(["submit"], { from: job.job_id }) }, "Submit a copy"),
+    );
+    const facts = [
+      ["type", job.type],
+      ["status", statusBadge(job.status)],
+      ["priority", `${job.priority} (1 is highest)`],
+      ["attempts", `${job.attempts} of ${job.max_attempts}`],
+      ["timeout", `${job.timeout_seconds} s per attempt`],
+      ["idempotency key", job.idempotency_key || h("span.muted", "none")],
+      ["next run at", job.run_at && !FINAL_STATUSES.has(job.status) ? `${formatTime(job.run_at)} (${relativeTime(job.run_at)})` : null],
+      ["cancel requested", job.cancel_requested ? "yes: the executor running it stops it" : null],
+      ["updated", `${formatTime(job.updated_at)} (${relativeTime(job.updated_at)})`],
+    ];
+    // Fields the API may add later (a trace id, progress): shown when present, skipped when not.
+    if (job.trace_id) facts.push(["trace id", h("code#trace-id", job.trace_id)]);
+    if (job.progress !== undefined && job.progress !== null) facts.push(["progress", progress(job.progress)]);
+    fill(
+      view,
+      h(
+        "header.job-header",
+        h("h1", `Job #${job.job_id} `, h("span#job-status", statusBadge(job.status))),
+        actions,
+      ),
+      h(
+        "div.grid",
+        h(
+          "section.panel",
+          h("h2", "Details"),
+          h(
+            "dl.facts",
+            facts.filter(([, value]) => value !== null && value !== undefined).map(([label, value]) => [h("dt", label), h("dd", value)]),
+          ),
+        ),
+        h("section.panel", h("h2", "Timeline"), timeline(job)),
+      ),
+      job.error_message ? h("section.panel.error-panel", h("h2", "Error"), h("pre.error#job-error", job.error_message)) : null,
+      h("div.grid", h("section.panel", h("h2", "Payload"), jsonBlock(job.payload, "{}")), h("section.panel#job-result", h("h2", "Result"), jsonBlock(job.result, FINAL_STATUSES.has(job.status) ? "none" : "not yet"))),
+      h("p.muted.live-note", FINAL_STATUSES.has(job.status) ? "Finished: nothing more will change unless it is retried." : "Live: updates as the job changes."),
+    );
+    if (root.firstChild !== view || root.childNodes.length !== 1) fill(root, view);
+  }
+
+  load();
+  return {
+    refresh: load,
+    unmount: stopWatching,
+  };
+}
+
+function progress(value) {
+  if (typeof value === "number") {
+    const fraction = value > 1 ? value / 100 : value;
+    return h("progress", { max: 1, value: fraction }, `${Math.round(fraction * 100)} %`);
+  }
+  return JSON.stringify(value);
+}
+
+// The known status times in order, with the time spent between them.
+function timeline(job) {
+  const created = job.created_at;
+  const steps = [
+    ["created", created, "submitted"],
+    ["scheduled", job.scheduled_at, "asked to run no earlier than this"],
+    ["started", job.started_at, job.attempts > 1 ? `attempt ${job.attempts} started` : "started running"],
+    ["finished", job.finished_at, job.finished_at ? `reached ${job.status}` : ""],
+  ].filter(([, when]) => when);
+  steps.sort((a, b) => new Date(a[1]) - new Date(b[1]));
+  if (!steps.length) return h("p.muted", "No times known.");
+  return h(
+    "ol.timeline#job-timeline",
+    steps.map(([label, when, note], index) => {
+      const previous = index > 0 ? steps[index - 1][1] : null;
+      const gap = previous ? new Date(when) - new Date(previous) : null;
+      return h(
+        "li",
+        { dataset: { step: label } },
+        h("span.step", label),
+        h("time", { datetime: when, title: when }, formatTime(when)),
+        gap !== null ? h("span.gap", `+${formatDuration(gap)}`) : null,
+        note ? h("span.note", note) : null,
+      );
+    }),
+    !job.finished_at ? h("li.pending-step", h("span.step", "…"), h("span.note", waitingFor(job))) : null,
+  );
+}
+
+function waitingFor(job) {
+  switch (job.status) {
+    case "PENDING":
+      return `waiting until ${formatTime(job.run_at)}`;
+    case "READY":
+      return "waiting for an executor";
+    case "PROCESSING":
+      return job.cancel_requested ? "running; cancel requested" : "running";
+    default:
+      return "";
+  }
+}

@@ -1,0 +1,144 @@
+// Small DOM and formatting helpers shared by the console's views and the docs page.
+
+// h("div.card#id", {attrs, on: {click}}, ...children): an element; strings become text nodes.
+export function h(spec, props, ...children) {
+  if (props === null || typeof props !== "object" || props instanceof Node || Array.isArray(props)) {
+    if (props !== undefined && props !== null) children.unshift(props);
+    props = {};
+  }
+  const [, tag = "div", rest = ""] = spec.match(/^([a-z0-9-]*)(.*)$/i);
+  const element = document.createElement(tag || "div");
+  for (const part of rest.match(/[.#][^.#]+/g) || []) {
+    if (part[0] === ".") element.classList.add(part.slice(1));
+    else element.id = part.slice(1);
+  }
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "on") {
+      for (const [event, handler] of Object.entries(value)) element.addEventListener(event, handler);
+    } else if (key === "dataset") {
+      Object.assign(element.dataset, value);
+    } else if (key in element && typeof value !== "string") {
+      element[key] = value;
+    } else {
+      element.setAttribute(key, value === true ? "" : String(value));
+    }
+  }
+  append(element, children);
+  return element;
+}
+
+function append(element, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+// Replaces the children of element.
+export function fill(element, ...children) {
+  element.replaceChildren();
+  append(element, children);
+  return element;
+}
+
+export const STATUSES = ["PENDING", "READY", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"];
+export const FINAL_STATUSES = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
+export const CANCELLABLE = new Set(["PENDING", "READY", "PROCESSING"]);
+export const RETRYABLE = new Set(["FAILED", "CANCELLED"]);
+
+export function statusBadge(status) {
+  return h(`span.badge.status-${String(status).toLowerCase()}`, { dataset: { status } }, status);
+}
+
+export function formatTime(value) {
+  if (!value) return "—";
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return String(value);
+  return date.toLocaleString(undefined, {
+    year: "numeric",
+    month: "short",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  });
+}
+
+export function formatDuration(milliseconds) {
+  if (milliseconds === null || milliseconds === undefined || Number.isNaN(milliseconds)) return "";
+  const negative = milliseconds < 0;
+  let ms = Math.abs(milliseconds);
+  let text;
+  if (ms < 1000) text = `${Math.round(ms)} ms`;
+  else if (ms < 60_000) text = `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+  else if (ms < 3_600_000) text = `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+  else if (ms < 86_400_000) text = `${Math.floor(ms / 3_600_000)} h ${Math.round((ms % 3_600_000) / 60_000)} min`;
+  else text = `${Math.floor(ms / 86_400_000)} d ${Math.round((ms % 86_400_000) / 3_600_000)} h`;
+  return negative ? `-${text}` : text;
+}
+
+// "3 s ago", "in 2 min"
+export function relativeTime(value, now = Date.now()) {
+  if (!value) return "";
+  const delta = new Date(value).getTime() - now;
+  if (Number.isNaN(delta)) return "";
+  if (Math.abs(delta) < 1000) return "now";
+  return delta < 0 ? `${formatDuration(-delta)} ago` : `in ${formatDuration(delta)}`;
+}
+
+export function timeCell(value) {
+  if (!value) return h("span.muted", "—");
+  return h("time.relative", { datetime: value, title: `${formatTime(value)} (${value})` }, relativeTime(value));
+}
+
+export function formatNumber(value) {
+  return Number(value || 0).toLocaleString();
+}
+
+export function formatRate(perSecond) {
+  if (perSecond === null || perSecond === undefined) return "—";
+  if (perSecond >= 100) return `${Math.round(perSecond).toLocaleString()}/s`;
+  if (perSecond >= 1) return `${perSecond.toFixed(1)}/s`;
+  if (perSecond > 0) return `${(perSecond * 60).toFixed(1)}/min`;
+  return "0/s";
+}
+
+export function jsonBlock(value, emptyText = "none") {
+  if (value === null || value === undefined) return h("p.muted", emptyText);
+  return h("pre.json", JSON.stringify(value, null, 2));
+}
+
+// Parses "#/jobs/12?status=FAILED" into {path: ["jobs", "12"], query: URLSearchParams}.
+export function parseHash(hash) {
+  const raw = (hash || "").replace(/^#/, "");
+  const [pathPart, queryPart = ""] = raw.split("?");
+  const path = pathPart.split("/").filter(Boolean).map(decodeURIComponent);
+  return { path, query: new URLSearchParams(queryPart) };
+}
+
+export function hashFor(path, query = {}) {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined && value !== null && value !== "") params.set(key, String(value));
+  }
+  const text = params.toString();
+  return `#/${path.map(encodeURIComponent).join("/")}${text ? `?${text}` : ""}`;
+}
+
+export function describeError(error) {
+  if (!error) return "";
+  if (error.status && error.httpStatus !== undefined) {
+    const where = error.field ? ` (field: ${error.field})` : "";
+    return `${error.status}: ${error.message}${where}`;
+  }
+  return String(error.message || error);
+}
+
+// Brings every relative time ("3 s ago") under root up to date without redrawing anything else.
+export function refreshRelativeTimes(root) {
+  const now = Date.now();
+  for (const element of root.querySelectorAll("time.relative[datetime]")) {
+    element.textContent = relativeTime(element.getAttribute("datetime"), now);
+  }
+}
