@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install run test check lint typecheck proto proto-check migrate bench clean
+.PHONY: help install run test check lint typecheck proto proto-check migrate bench soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s '	'
@@ -32,7 +32,7 @@ lint: $(STAMP)  ## ruff and buf lint
 	$(VENV)/bin/buf lint
 
 typecheck: $(STAMP)  ## mypy over the project (generated code excluded)
-	$(VENV)/bin/mypy services shared scripts tests bench
+	$(VENV)/bin/mypy services shared scripts tests bench soak jobclient examples
 
 proto: $(STAMP)  ## regenerate shared/proto from proto/
 	$(PY) scripts/gen_protos.py
@@ -46,6 +46,9 @@ migrate: $(STAMP)  ## apply the Alembic migrations to DATABASE_URL
 
 bench: $(STAMP)  ## run the benchmark scenarios (not part of make test)
 	$(PY) -m bench
+
+soak: $(STAMP)  ## sustained load with executors killed on a schedule (default 10 minutes; not part of make test)
+	$(PY) -m soak $(SOAK_ARGS)
 
 clean:  ## remove the venv, caches and the embedded database
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache
