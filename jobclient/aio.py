@@ -168,10 +168,12 @@ class AsyncJobClient:
         """Counts by status and type, the average attempts of failed jobs, and the latest failures."""
         return stats_from_proto(await self._unary(self._stub.GetStats, pb.GetStatsRequest()))
 
-    async def watch(self, job_id: int, timeout: float | None = None) -> AsyncIterator[Job]:
+    async def watch(
+        self, job_id: int, timeout: float | None = None, *, retry: RetryPolicy | None = None
+    ) -> AsyncIterator[Job]:
         """The job now and after every change, until it finishes (see JobClient.watch)."""
         ends = None if timeout is None else time.monotonic() + timeout
-        state = RetryState(self._retry, None)
+        state = RetryState(retry or self._retry, None)
         last: Job | None = None
         request = pb.WatchJobRequest(job_id=job_id)
         while True:
@@ -208,10 +210,10 @@ class AsyncJobClient:
                 raise error
             await asyncio.sleep(delay)
 
-    async def wait(self, job_id: int, timeout: float | None = None) -> Job:
+    async def wait(self, job_id: int, timeout: float | None = None, *, retry: RetryPolicy | None = None) -> Job:
         """The job once it is COMPLETED, FAILED or CANCELLED. Raises WaitTimeout after ``timeout`` seconds."""
         last: Job | None = None
-        async for job in self.watch(job_id, timeout):
+        async for job in self.watch(job_id, timeout, retry=retry):
             last = job
         assert last is not None and last.finished
         return last

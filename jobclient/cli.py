@@ -41,8 +41,10 @@ EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
 EXIT_INTERRUPTED = 130
 
-# A person waits at the prompt: give up on an unreachable server within a couple of seconds.
-CLI_RETRY = RetryPolicy(max_attempts=4, initial_backoff=0.25, max_backoff=2.0, max_elapsed=30.0)
+# A person waits at the prompt: give up on an unreachable server within about a second...
+CLI_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.25, max_backoff=1.0, max_elapsed=30.0)
+# ...but a watch that was under way rides out an api restart.
+WATCH_RETRY = RetryPolicy(max_attempts=12, initial_backoff=0.25, max_backoff=2.0, max_elapsed=60.0)
 DEFAULT_LIST_LIMIT = 20
 
 
@@ -305,7 +307,12 @@ def _job_detail(job: Job) -> str:
 
 
 def _watch_line(job: Job) -> str:
-    parts = [_when(job.updated_at), f"job {job.job_id}", job.status.value, f"attempt {job.attempts}/{job.max_attempts}"]
+    """What changed, for people; the time is the job's updated_at."""
+    return f"{_when(job.updated_at)}  {_watch_state(job)}"
+
+
+def _watch_state(job: Job) -> str:
+    parts = [f"job {job.job_id}", job.status.value, f"attempt {job.attempts}/{job.max_attempts}"]
     if job.cancel_requested and not job.finished:
         parts.append("cancel requested")
     if job.error_message:
@@ -400,12 +407,15 @@ def _list(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
 
 def _watch(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
     last: Job | None = None
+    shown = ""
+    client.get(args.job_id)  # fails fast when the server is unreachable or the job unknown
     try:
-        for job in client.watch(args.job_id, timeout=args.timeout):
+        for job in client.watch(args.job_id, timeout=args.timeout, retry=WATCH_RETRY):
             last = job
             if args.json:
                 _emit_json(out, job.to_dict())
-            else:
+            elif _watch_state(job) != shown:  # heartbeats change only updated_at: nothing to show people
+                shown = _watch_state(job)
                 out.write(_watch_line(job) + "\n")
                 out.flush()
     except WaitTimeout as exc:

@@ -191,15 +191,16 @@ class JobClient:
         """Counts by status and type, the average attempts of failed jobs, and the latest failures."""
         return stats_from_proto(self._unary(self._stub.GetStats, pb.GetStatsRequest()))
 
-    def watch(self, job_id: int, timeout: float | None = None) -> Iterator[Job]:
+    def watch(self, job_id: int, timeout: float | None = None, *, retry: RetryPolicy | None = None) -> Iterator[Job]:
         """The job now, then again after every change, ending after it is COMPLETED, FAILED or CANCELLED.
 
         A dropped stream is reopened (with the retry policy's backoff) and repeats nothing already seen.
         ``timeout`` bounds the whole watch: WaitTimeout when the job has not finished by then. Breaking
-        out of the loop cancels the stream.
+        out of the loop cancels the stream. ``retry`` replaces the client's policy for reopening the stream
+        (its count and time limits apply to consecutive failures; an update resets them).
         """
         ends = None if timeout is None else time.monotonic() + timeout
-        state = RetryState(self._retry, None)
+        state = RetryState(retry or self._retry, None)
         last: Job | None = None
         request = pb.WatchJobRequest(job_id=job_id)
         while True:
@@ -237,11 +238,11 @@ class JobClient:
                 raise error
             time.sleep(delay)
 
-    def wait(self, job_id: int, timeout: float | None = None) -> Job:
+    def wait(self, job_id: int, timeout: float | None = None, *, retry: RetryPolicy | None = None) -> Job:
         """Block until the job is COMPLETED, FAILED or CANCELLED and return it (check ``job.status``).
-        Raises WaitTimeout after ``timeout`` seconds."""
+        Raises WaitTimeout after ``timeout`` seconds; ``retry`` as in ``watch``."""
         last: Job | None = None
-        for job in self.watch(job_id, timeout):
+        for job in self.watch(job_id, timeout, retry=retry):
             last = job
         assert last is not None and last.finished
         return last

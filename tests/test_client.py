@@ -549,12 +549,12 @@ def test_submit_and_watch_ride_out_an_api_killed_and_restarted(database_url: str
 
     first = start_api()
     replacement: list[ServiceProcess] = []
-    patient = RetryPolicy(max_attempts=60, initial_backoff=0.1, max_backoff=0.3, max_elapsed=30)
+    patient = RetryPolicy(max_attempts=1000, initial_backoff=0.1, max_backoff=0.3, max_elapsed=60)
     try:
         with JobClient(f"127.0.0.1:{grpc_port}", retry=patient) as client:
             watched = client.submit(IDLE, {"watched": True})
             updates: list[Job] = []
-            watcher = threading.Thread(target=lambda: updates.extend(client.watch(watched.job_id, timeout=30)))
+            watcher = threading.Thread(target=lambda: updates.extend(client.watch(watched.job_id, timeout=90)))
             watcher.start()
             wait_until(lambda: len(updates) == 1, 10, what="the first watch update")
 
@@ -569,7 +569,7 @@ def test_submit_and_watch_ride_out_an_api_killed_and_restarted(database_url: str
             assert client.submit(IDLE, {"during": "outage"}, idempotency_key="outage-1").created is False
 
             client.cancel(watched.job_id)
-            watcher.join(15)
+            watcher.join(60)
             assert not watcher.is_alive()
             assert [u.status for u in updates] == [JobStatus.READY, JobStatus.CANCELLED]
     finally:

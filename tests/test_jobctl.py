@@ -1,0 +1,282 @@
+"""jobctl as a person or a script runs it: ``python -m jobclient.cli`` subprocesses against running services."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobclient import JobClient, JobStatus
+from tests.support.api import ApiServer
+from tests.support.processes import ROOT, ServiceProcess, free_port, wait_until
+from tests.test_client import FAST, IDLE, TOKEN, make_certificate
+
+
+@pytest.fixture(scope="module")
+def workers(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A scheduler and an executor (built-in, test and example handlers) on the worker's database."""
+    log_dir = tmp_path_factory.mktemp("jobctl-workers")
+    env = {"DATABASE_URL": database_url, **FAST}
+    scheduler = ServiceProcess("services.scheduler", env, log_dir=log_dir).start()
+    executor = ServiceProcess("services.executor", env, ["--concurrency", "8"], log_dir=log_dir).start()
+    try:
+        yield
+    finally:
+        executor.stop()
+        scheduler.stop()
+
+
+class Jobctl:
+    """Runs ``python -m jobclient.cli`` with JOBCTL_SERVER pointing at the test's api."""
+
+    def __init__(self, server: str, env: dict[str, str] | None = None) -> None:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("JOBCTL_")}
+        self.env = {**base, "JOBCTL_SERVER": server, **(env or {})}
+        self.server = server
+
+    def command(self, args: Sequence[str]) -> list[str]:
+        return [sys.executable, "-m", "jobclient.cli", *args]
+
+    def __call__(self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> Any:
+        return subprocess.run(
+            self.command(args),
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def json(self, *args: str, stdin: str | None = None) -> Any:
+        result = self("--json", *args, stdin=stdin)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        return json.loads(result.stdout)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.command(args), cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+
+@pytest.fixture
+def jobctl(api: ApiServer, workers: None) -> Jobctl:
+    return Jobctl(f"127.0.0.1:{api.grpc_port}")
+
+
+@pytest.fixture
+def client(api: ApiServer) -> Iterator[JobClient]:
+    with JobClient(f"127.0.0.1:{api.grpc_port}") as running:
+        yield running
+
+
+def one_line(text: str) -> str:
+    lines = text.splitlines()
+    assert len(lines) == 1, text
+    assert "Traceback" not in text
+    return lines[0]
+
+
+def test_submit_in_every_form(jobctl: Jobctl, tmp_path: Path) -> None:
+    job = jobctl.json("submit", "echo", '{"to": "user@example.com", "n": 3}', "--priority", "2", "--key", "k-1")
+    assert job["type"] == "echo" and job["payload"] == {"to": "user@example.com", "n": 3}
+    assert (job["priority"], job["idempotency_key"], job["created"]) == (2, "k-1", True)
+    again = jobctl("submit", "echo", '{"to": "user@example.com", "n": 3}', "--key", "k-1")
+    assert again.returncode == 0
+    assert one_line(again.stdout).startswith(f"job {job['job_id']} already existed with idempotency key 'k-1': ")
+
+    human = jobctl("submit", IDLE)
+    assert human.returncode == 0 and human.stderr == ""
+    assert one_line(human.stdout).startswith("job ") and "submitted: READY" in human.stdout
+
+    from_stdin = jobctl.json("submit", IDLE, "-", stdin='{"from": "stdin"}')
+    assert from_stdin["payload"] == {"from": "stdin"}
+    payload_file = tmp_path / "payload.json"
+    payload_file.write_text('{"from": "file", "list": [1, 2]}')
+    from_file = jobctl.json("submit", IDLE, f"@{payload_file}", "--max-attempts", "5", "--timeout-seconds", "60")
+    assert from_file["payload"] == {"from": "file", "list": [1, 2]}
+    assert (from_file["max_attempts"], from_file["timeout_seconds"]) == (5, 60)
+
+    later = jobctl.json("submit", IDLE, "--delay", "3600")
+    assert later["status"] == "PENDING" and later["scheduled_at"].endswith("Z")
+    at = jobctl.json("submit", IDLE, "--run-at", "2999-01-02T03:04:05Z")
+    assert at["status"] == "PENDING" and at["run_at"].startswith("2999-01-02T03:04:05")
+
+
+def test_get_list_and_stats(jobctl: Jobctl, client: JobClient) -> None:
+    done = client.wait(client.submit("echo", {"n": 1}).job_id, 20)
+    idle = [client.submit(IDLE, {"i": i}).job_id for i in range(3)]
+
+    got = jobctl.json("get", str(done.job_id))
+    assert got["status"] == "COMPLETED" and got["result"] == {"n": 1} and got["attempts"] == 1
+    readable = jobctl("get", str(done.job_id))
+    assert readable.returncode == 0
+    assert "status           COMPLETED" in readable.stdout and 'result           {"n": 1}' in readable.stdout
+
+    listed = jobctl.json("list")
+    assert [job["job_id"] for job in listed] == [*reversed(idle), done.job_id]
+    assert [job["job_id"] for job in jobctl.json("list", "--type", IDLE, "--limit", "2")] == idle[:0:-1]
+    assert [job["job_id"] for job in jobctl.json("list", "--status", "completed")] == [done.job_id]
+    table = jobctl("list", "--status", "READY").stdout.splitlines()
+    assert table[0].split() == ["ID", "TYPE", "STATUS", "PRI", "ATTEMPTS", "CREATED", "ERROR"]
+    assert len(table) == 4 and all(IDLE in line and "READY" in line for line in table[1:])
+    assert jobctl("list", "--status", "FAILED").stdout == "no jobs\n"
+
+    stats = jobctl.json("stats")
+    assert stats["status_breakdown"]["READY"] == 3 and stats["status_breakdown"]["COMPLETED"] == 1
+    assert stats["type_breakdown"] == {"echo": 1, IDLE: 3}
+    text = jobctl("stats").stdout
+    assert "STATUS" in text and "total       4" in text and IDLE in text
+
+
+def test_cancel_and_retry(jobctl: Jobctl, client: JobClient) -> None:
+    waiting = client.submit(IDLE).job_id
+    cancelled = jobctl("cancel", str(waiting))
+    assert cancelled.returncode == 0 and one_line(cancelled.stdout) == f"job {waiting} CANCELLED"
+    again = jobctl("cancel", str(waiting))
+    assert again.returncode == 1 and again.stdout == ""
+    assert one_line(again.stderr) == f"jobctl: error: job {waiting} is CANCELLED and can no longer be cancelled"
+
+    requeued = jobctl.json("retry", str(waiting))
+    assert requeued["status"] == "READY" and requeued["attempts"] == 0
+    human = jobctl("retry", str(waiting))
+    assert human.returncode == 1 and "only FAILED or CANCELLED jobs can be retried" in one_line(human.stderr)
+
+    running = client.submit("sleep", {"seconds": 30}).job_id
+    wait_until(lambda: client.get(running).status is JobStatus.PROCESSING, 10, what="the job to start")
+    asked = jobctl("cancel", str(running))
+    assert asked.returncode == 0
+    assert one_line(asked.stdout) == f"job {running} is PROCESSING: cancel requested, its executor will stop it"
+    assert client.wait(running, 20).status is JobStatus.CANCELLED
+
+
+def test_watch_prints_changes_as_they_happen_and_exits_0_when_completed(jobctl: Jobctl, client: JobClient) -> None:
+    job = client.submit("examples.countdown", {"from": 10, "interval": 0.2}).job_id
+    watcher = jobctl.popen("watch", str(job))
+    assert watcher.stdout is not None
+    first = watcher.stdout.readline()
+    # The first line arrives while the job is still going: printed as it happens, not at the end.
+    assert not client.get(job).finished, first
+    rest, errors = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, errors
+    lines = [first, *rest.splitlines()]
+    assert all(line.split()[2:4] == ["job", str(job)] for line in lines)
+    assert "PROCESSING" in "".join(lines)
+    assert "COMPLETED" in lines[-1] and 'result: {"attempt": 1, "counted_from": 10}' in lines[-1]
+
+    as_json = jobctl("watch", str(job), "--json")  # a finished job: one update, then exit
+    assert as_json.returncode == 0
+    assert [json.loads(line)["status"] for line in as_json.stdout.splitlines()] == ["COMPLETED"]
+
+
+def test_watch_exits_1_when_the_job_fails_or_is_cancelled(jobctl: Jobctl, client: JobClient) -> None:
+    failing = client.submit("examples.flaky", {"failures": 5}, max_attempts=2).job_id
+    failed = jobctl("--json", "watch", str(failing))
+    assert failed.returncode == 1, failed.stderr
+    updates = [json.loads(line) for line in failed.stdout.splitlines()]
+    assert updates[-1]["status"] == "FAILED" and "simulated outage on attempt 2" in updates[-1]["error_message"]
+
+    waiting = client.submit(IDLE).job_id
+    watcher = jobctl.popen("watch", str(waiting))
+    assert watcher.stdout is not None
+    assert "READY" in watcher.stdout.readline()
+    client.cancel(waiting)
+    rest, errors = watcher.communicate(timeout=20)
+    assert watcher.returncode == 1 and errors == ""
+    assert "CANCELLED" in rest and "cancelled by request" in rest
+
+    timed_out = jobctl("watch", str(client.submit(IDLE).job_id), "--timeout", "0.5")
+    assert timed_out.returncode == 3 and "did not finish within 0.5s" in one_line(timed_out.stderr)
+
+
+def test_bad_input_is_one_line_and_exit_2(jobctl: Jobctl) -> None:
+    cases = {
+        ("submit", "echo", "[1, 2]"): "jobctl: error: the payload must be a JSON object ({...}), got an array",
+        ("submit", "echo", "{oops"): "jobctl: error: payload is not valid JSON",
+        ("submit", "echo", "@/nonexistent/payload.json"): "jobctl: error: cannot read the payload file",
+        ("submit", "echo", "--run-at", "tomorrow"): "jobctl: error: --run-at 'tomorrow' is not an ISO 8601 time",
+        ("submit", "echo", "--priority", "11"): "jobctl: error: priority: must be between 1 and 10, got 11",
+        ("submit", "Bad Type"): "jobctl: error: type: must be 1-128 characters",
+        ("get", "abc"): "jobctl: error: argument job_id: job id must be a whole number",
+        ("list", "--status", "SLEEPING"): "jobctl: error: argument --status: unknown status 'SLEEPING'",
+        ("frobnicate",): "jobctl: error: argument COMMAND: invalid choice",
+        (): "jobctl: error: the following arguments are required: COMMAND",
+    }
+    for args, expected in cases.items():
+        result = jobctl(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert one_line(result.stderr).startswith(expected), (args, result.stderr)
+        assert result.stdout == ""
+    missing = jobctl("get", "987654")
+    assert missing.returncode == 1 and one_line(missing.stderr) == "jobctl: error: job 987654 not found"
+
+
+def test_unreachable_server_is_one_line_and_exit_2() -> None:
+    port = free_port()
+    jobctl = Jobctl(f"127.0.0.1:{port}")
+    for args in [("stats",), ("get", "1"), ("watch", "1"), ("submit", "echo", "{}")]:
+        started = time.monotonic()
+        result = jobctl(*args)
+        assert result.returncode == 2, result.stderr
+        line = one_line(result.stderr)
+        assert line.startswith(f"jobctl: cannot reach the job service at 127.0.0.1:{port}: ")
+        assert result.stdout == "" and time.monotonic() - started < 10
+    # --server beats JOBCTL_SERVER; `python -m jobclient` is jobctl too.
+    flag = subprocess.run(
+        [sys.executable, "-m", "jobclient", "--server", f"127.0.0.1:{free_port()}", "stats"],
+        cwd=ROOT,
+        env={**os.environ, "JOBCTL_SERVER": "127.0.0.1:1"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert flag.returncode == 2 and "127.0.0.1:1:" not in flag.stderr and "cannot reach" in one_line(flag.stderr)
+
+
+@pytest.fixture(scope="module")
+def secure_api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, Path]]:
+    """An api that needs a bearer token and serves TLS, with its self-signed certificate."""
+    directory = tmp_path_factory.mktemp("jobctl-secure-api")
+    cert, key = make_certificate(directory)
+    grpc_port, http_port = free_port(), free_port()
+    env = {
+        "DATABASE_URL": database_url,
+        "GRPC_PORT": str(grpc_port),
+        "HTTP_PORT": str(http_port),
+        "API_TOKENS": TOKEN,
+        "TLS_CERT_FILE": str(cert),
+        "TLS_KEY_FILE": str(key),
+    }
+    with ServiceProcess("services.api", env, log_dir=directory).start() as process:
+        process.wait_for_port(http_port).wait_for_port(grpc_port)
+        yield ApiServer(process, grpc_port, http_port), cert
+
+
+def test_token_and_tls_flags_and_environment(secure_api: tuple[ApiServer, Path], db: str) -> None:
+    api, cert = secure_api
+    jobctl = Jobctl(f"localhost:{api.grpc_port}")
+    anonymous = jobctl("--ca-cert", str(cert), "stats")
+    assert anonymous.returncode == 2
+    assert one_line(anonymous.stderr).startswith("jobctl: not authenticated: ")
+    wrong = jobctl("stats", "--ca-cert", str(cert), "--token", "wrong-token-wrong-token")
+    assert wrong.returncode == 2 and "not authenticated" in one_line(wrong.stderr)
+
+    with_flags = jobctl("--tls", "--ca-cert", str(cert), "--token", TOKEN, "--json", "submit", IDLE, '{"a": 1}')
+    assert with_flags.returncode == 0, with_flags.stderr
+    job_id = json.loads(with_flags.stdout)["job_id"]
+    from_env = jobctl("get", str(job_id), "--json", env={"JOBCTL_TOKEN": TOKEN, "JOBCTL_CA_CERT": str(cert)})
+    assert from_env.returncode == 0, from_env.stderr
+    assert json.loads(from_env.stdout)["payload"] == {"a": 1}
+    # Plain text to the TLS port: the server cannot be talked to.
+    plaintext = jobctl("stats", "--token", TOKEN)
+    assert plaintext.returncode == 2 and "cannot reach the job service" in one_line(plaintext.stderr)
+    missing_cert = jobctl("stats", "--ca-cert", "/nonexistent/ca.pem")
+    assert missing_cert.returncode == 2 and "is not a readable file" in one_line(missing_cert.stderr)
