@@ -287,6 +287,16 @@ def test_unreachable_server_is_unavailable_after_bounded_retries() -> None:
     assert isinstance(caught.value, ConnectionError) and caught.value.retryable
 
 
+def test_retry_backoff_grows_with_jitter_up_to_the_cap() -> None:
+    policy = RetryPolicy(initial_backoff=0.2, max_backoff=1.0, multiplier=2.0)
+    for retry, ceiling in [(1, 0.2), (2, 0.4), (3, 0.8), (4, 1.0), (9, 1.0)]:
+        delays = [policy.backoff(retry) for _ in range(200)]
+        assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
+        assert len(set(delays)) > 100  # jittered
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+
+
 # -- asyncio -------------------------------------------------------------------------------------------------
 
 
@@ -500,6 +510,19 @@ def test_a_submit_whose_answer_is_lost_is_retried_into_the_same_job(api: ApiServ
         assert job.created is False  # the retry found the job its first try had made
         assert rows(db, "payload->>'attempt' = 'retried'") == 1
         assert rows(db) == 2
+
+        # The asyncio client does the same.
+        async def over_asyncio() -> Job:
+            async with AsyncJobClient(target) as client:
+                return await client.submit(IDLE, {"attempt": "async"})
+
+        proxy.lose_replies["SubmitJob"] = 1
+        async_job = asyncio.run(over_asyncio())
+        assert (
+            async_job.created is False
+            and submitted_keys(proxy.calls("SubmitJob"))[-2:] == [async_job.idempotency_key] * 2
+        )
+        assert rows(db, "payload->>'attempt' = 'async'") == 1
 
 
 def test_a_submit_answered_too_late_is_retried_into_the_same_job(api: ApiServer, db: str) -> None:
