@@ -188,6 +188,11 @@ document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") tick();
 });
 window.addEventListener("hashchange", route);
+// A click on the section already shown starts it afresh (a clean form, the first page).
+document.querySelector("nav.main").addEventListener("click", (event) => {
+  const link = event.target.closest("a[data-section]");
+  if (link && link.getAttribute("href") === location.hash) route();
+});
 
 renderTokenButton();
 route();

@@ -104,7 +104,7 @@ export function mountJob(root, { id, act, reportError, clearError }) {
       ["timeout", `${job.timeout_seconds} s per attempt`],
       ["idempotency key", job.idempotency_key || h("span.muted", "none")],
       ["next run at", job.run_at && !FINAL_STATUSES.has(job.status) ? `${formatTime(job.run_at)} (${relativeTime(job.run_at)})` : null],
-      ["cancel requested", job.cancel_requested ? "yes: the executor running it stops it" : null],
+      ["cancel requested", job.cancel_requested && !FINAL_STATUSES.has(job.status) ? "yes: the executor running it stops it" : null],
       ["updated", `${formatTime(job.updated_at)} (${relativeTime(job.updated_at)})`],
     ];
     // Fields the API may add later (a trace id, progress): shown when present, skipped when not.

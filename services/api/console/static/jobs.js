@@ -183,7 +183,7 @@ export function mountJobs(root, { query, stats, act, navigate, reportError, clea
       h("td", timeCell(job.finished_at)),
       h("td.error", { title: job.error_message || "" }, job.error_message || ""),
       h(
-        "td.actions",
+        "td.row-actions",
         CANCELLABLE.has(job.status) && !job.cancel_requested
           ? h("button.small", { type: "button", on: { click: () => act("cancel", job.job_id).then(load) } }, "Cancel")
           : null,

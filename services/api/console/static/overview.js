@@ -1,9 +1,10 @@
 // The overview: counts by status and type, throughput from successive samples, recent failures.
 
-import { allSamples, buckets, rates } from "./stats.js";
+import { MIN_SPAN_SECONDS, allSamples, buckets, rates } from "./stats.js";
 import {
   STATUSES,
   fill,
+  formatDuration,
   formatNumber,
   formatRate,
   h,
@@ -49,10 +50,13 @@ export function mountOverview(root, { stats, act }) {
   }
 
   function renderThroughput() {
-    const rows = [
-      ["last minute", rates(60 * 1000)],
-      ["last 5 minutes", rates(5 * 60 * 1000)],
-    ];
+    // Each window as far as the samples reach back: a console opened 20 s ago knows 20 s.
+    const rows = [];
+    for (const [label, windowMs] of [["last minute", 60_000], ["last 5 minutes", 300_000]]) {
+      const rate = rates(windowMs);
+      const covered = rate && rate.seconds * 1000 < windowMs - 5000 ? `last ${formatDuration(rate.seconds * 1000)}` : label;
+      if (!rows.length || !rate || rows[rows.length - 1][1]?.seconds !== rate.seconds) rows.push([covered, rate]);
+    }
     const table = h(
       "table.compact",
       h("thead", h("tr", h("th", ""), h("th", "finished"), h("th", "completed"), h("th", "failed"), h("th", "cancelled"))),
@@ -69,10 +73,9 @@ export function mountOverview(root, { stats, act }) {
         ),
       ),
     );
-    const note =
-      allSamples().length < 2
-        ? h("p.muted", "Measuring: throughput appears after two samples of the counts.")
-        : h("p.muted", `Computed here from ${allSamples().length} samples of /admin/stats, one every few seconds.`);
+    const note = rates(60_000)
+      ? h("p.muted", `Computed here from ${allSamples().length} samples of /admin/stats, one every few seconds.`)
+      : h("p.muted", `Measuring: rates appear once the samples of /admin/stats span ${MIN_SPAN_SECONDS} s.`);
     fill(throughput, h("h2", "Throughput"), table, chart(), note);
   }
 
@@ -180,7 +183,7 @@ export function mountOverview(root, { stats, act }) {
               h("td.num", failure.attempts),
               h("td", timeCell(failure.failed_at)),
               h(
-                "td.actions",
+                "td.row-actions",
                 h(
                   "button.small",
                   { type: "button", on: { click: () => act("retry", failure.job_id) } },

@@ -6,6 +6,7 @@ import { FINAL_STATUSES } from "./util.js";
 
 const KEY = "jobs-console.samples";
 export const WINDOW_MS = 10 * 60 * 1000;
+export const MIN_SPAN_SECONDS = 10;
 
 let samples = load();
 
@@ -50,7 +51,8 @@ export function rates(windowMs, now = Date.now()) {
   const first = recent[0];
   const last = recent[recent.length - 1];
   const seconds = (last.t - first.t) / 1000;
-  if (seconds <= 0) return null;
+  if (seconds < MIN_SPAN_SECONDS) return null; // a rate over a few seconds says little
+
   const result = { seconds };
   for (const status of FINAL_STATUSES) result[status] = increase(first, last, [status]) / seconds;
   result.finished = increase(first, last, FINAL_STATUSES) / seconds;
