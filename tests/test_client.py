@@ -238,7 +238,7 @@ def test_wait_gives_up_with_wait_timeout(client: JobClient) -> None:
     started = time.monotonic()
     with pytest.raises(WaitTimeout) as caught:
         client.wait(job.job_id, timeout=0.5)
-    assert 0.4 < time.monotonic() - started < 3
+    assert 0.4 < time.monotonic() - started < 5
     assert isinstance(caught.value, TimeoutError)
     assert caught.value.job is not None and caught.value.job.status is JobStatus.READY
 
