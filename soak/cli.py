@@ -83,7 +83,9 @@ def format_report(result: SoakResult) -> str:
         f"{config['concurrency']}, {len(result.kills)} executors killed (SIGKILL) and replaced"
         + (" [interrupted]" if result.interrupted else ""),
     ]
-    loaded = [i for i in result.intervals if i["at_seconds"] <= config["minutes"] * 60 and i["submitted_per_second"]]
+    loaded = [
+        i for i in result.intervals if result.load_began_seconds < i["at_seconds"] <= result.load_ended_seconds + 0.5
+    ]
     if loaded:
         finished = [i["finished_per_second"] for i in loaded]
         p99 = [i["latency_p99_ms"] for i in loaded if i["latency_p99_ms"] is not None]

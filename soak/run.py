@@ -61,6 +61,8 @@ class SoakResult:
     git_commit: str
     database: str
     seconds: float = 0.0
+    load_began_seconds: float = 0.0
+    load_ended_seconds: float = 0.0
     interrupted: bool = False
     intervals: list[dict[str, Any]] = field(default_factory=list)
     kills: list[dict[str, Any]] = field(default_factory=list)
@@ -267,7 +269,8 @@ class Soak:
             f"load: {config.rate:g} jobs/s for {config.minutes:g} min; {config.executors} executors x "
             f"{config.concurrency}; a SIGKILL every {config.kill_min_seconds:g}-{config.kill_max_seconds:g} s"
         )
-        end = config.minutes * 60
+        end = self.now() + config.minutes * 60
+        self.result.load_began_seconds = round(self.now(), 1)
         next_kill = self.now() + self.random.uniform(config.kill_min_seconds, config.kill_max_seconds)
         next_sample = self.now() + config.sample_seconds
         try:
@@ -284,6 +287,7 @@ class Soak:
             self.result.interrupted = True
             self.say("interrupted: stopping the load, then the accounting")
         self.producer.stop()
+        self.result.load_ended_seconds = round(self.now(), 1)
         self.producer.join(180)
         if self.producer.failure:
             self.result.problems.append(f"producer: {self.producer.failure}")

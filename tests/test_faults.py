@@ -588,46 +588,53 @@ def test_the_api_killed_mid_request_then_the_retry_makes_exactly_one_job(
 def test_a_long_transaction_held_open_slows_the_queue_but_it_keeps_working(
     start_stack: Callable[..., FaultStack], pg: PgInstance
 ) -> None:
-    jobs_per_phase = 6000
+    jobs_per_phase = 5000
     stack = start_stack()
     for _ in range(2):
         stack.add_executor("--concurrency", "50", "--types", "echo")
 
     def drain(label: str) -> float:
-        """Jobs/s of a drain of ``jobs_per_phase`` echo jobs made READY together (by the database's clock:
-        their scheduled time to the last finish)."""
-        due = datetime.fromtimestamp(time.time() + 2.0, timezone.utc)
-        ids: list[int] = []
+        """Jobs/s of a drain of ``jobs_per_phase`` echo jobs made READY in one statement, by the database's
+        clock: from that commit to the last finish."""
+        far = datetime.fromtimestamp(time.time() + 3600, timezone.utc)
+        first = 0
         for start in range(0, jobs_per_phase, 1000):
             requests = []
             for i in range(start, start + 1000):
                 request = pb.SubmitJobRequest(type="echo", payload=struct(n=i))
-                request.scheduled_at.FromDatetime(due)
+                request.scheduled_at.FromDatetime(far)
                 requests.append(request)
-            ids += [
-                r.job.job_id for r in stack.stub.SubmitJobs(pb.SubmitJobsRequest(jobs=requests), timeout=30).results
-            ]
-        assert time.time() < due.timestamp(), "submitting took longer than the head start"
+            reply = stack.stub.SubmitJobs(pb.SubmitJobsRequest(jobs=requests), timeout=60)
+            first = first or reply.results[0].job.job_id
+        # What the scheduler does when they are due, for all of them at once.
+        [(released,)] = query(
+            pg.url,
+            "WITH made AS (UPDATE jobs SET status = 'READY', run_at = now(), updated_at = now() "
+            "  WHERE job_id >= %s AND status = 'PENDING' RETURNING 1) "
+            "SELECT count(*) FROM made, (SELECT pg_notify('jobs_ready', '')) AS woken",
+            (first,),
+        )
+        assert released == jobs_per_phase
 
         def finished() -> bool:
-            [(n,)] = query(pg.url, "SELECT count(*) FROM jobs WHERE status = 'COMPLETED' AND job_id >= %s", (ids[0],))
-            return int(n) == len(ids)
+            [(n,)] = query(pg.url, "SELECT count(*) FROM jobs WHERE status = 'COMPLETED' AND job_id >= %s", (first,))
+            return int(n) == jobs_per_phase
 
         wait_until(finished, 120, 0.1, f"the {label} drain")
         [(seconds,)] = query(
             pg.url,
-            "SELECT extract(epoch FROM max(finished_at) - min(scheduled_at)) FROM jobs WHERE job_id >= %s",
-            (ids[0],),
+            "SELECT extract(epoch FROM max(finished_at) - min(run_at)) FROM jobs WHERE job_id >= %s",
+            (first,),
         )
-        return len(ids) / float(seconds)
+        return jobs_per_phase / float(seconds)
 
     baseline = drain("baseline")
     holder = psycopg2.connect(pg.url, application_name="tests-faults-long-transaction")
     try:
+        # REPEATABLE READ keeps the transaction's snapshot, and so the xmin horizon, until it ends.
+        holder.set_session(isolation_level="REPEATABLE READ")
         with holder.cursor() as cur:
-            # REPEATABLE READ keeps the snapshot (and so the xmin horizon) for the whole transaction.
-            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            cur.execute("SELECT job_id FROM jobs LIMIT 1")
+            cur.execute("SELECT job_id FROM jobs LIMIT 1")  # BEGIN; SELECT ...; then idle in transaction
             cur.fetchall()
         [(xmin,)] = query(
             pg.url, "SELECT backend_xmin FROM pg_stat_activity WHERE application_name = 'tests-faults-long-transaction'"
@@ -638,10 +645,13 @@ def test_a_long_transaction_held_open_slows_the_queue_but_it_keeps_working(
     finally:
         holder.close()
     after = drain("after")
+    query(pg.url, "VACUUM jobs")
+    vacuumed = drain("vacuumed")
     print(
         f"\ndrain of {jobs_per_phase} echo jobs, 2 executors: {baseline:,.0f} jobs/s without a long transaction; "
         f"{held[0]:,.0f} then {held[1]:,.0f} jobs/s with one held open "
         f"({baseline / held[0]:.2f}x and {baseline / held[1]:.2f}x slower; {dead:,} dead tuples the vacuum could "
-        f"not remove); {after:,.0f} jobs/s once it ended"
+        f"not remove); {after:,.0f} jobs/s once it ended, {vacuumed:,.0f} jobs/s after a VACUUM"
     )
+    # Throughput is reported, not asserted: it depends on the machine. The queue kept working throughout.
     stack.assert_all_alive()
