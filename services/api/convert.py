@@ -108,6 +108,10 @@ def job_to_proto(job: Job) -> pb.Job:
         dict_to_struct(job.result, message.result)
     for field in ("created_at", "updated_at", "scheduled_at", "started_at", "finished_at", "run_at"):
         _timestamp(getattr(job, field), getattr(message, field))
+    if job.progress_percent is not None:
+        message.progress.percent = job.progress_percent
+        message.progress.message = job.progress_message or ""
+        _timestamp(job.progress_at, message.progress.updated_at)
     return message
 
 

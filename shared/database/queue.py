@@ -136,6 +136,19 @@ class JobQueue:
             rows = conn.execute(query("check_leases"), _lease_params(leases)).all()
         return [LeaseState(row.job_id, row.held, row.cancel_requested) for row in rows]
 
+    def report_progress(self, reports: Sequence[tuple[int, str, int, str]]) -> None:
+        """Store (job_id, lease token, percent, message) for running jobs whose lease is still held."""
+        if not reports:
+            return
+        params = {
+            "job_ids": [job_id for job_id, _, _, _ in reports],
+            "lease_tokens": [token for _, token, _, _ in reports],
+            "percents": [percent for _, _, percent, _ in reports],
+            "messages": [message for _, _, _, message in reports],
+        }
+        with translate_errors(), self.engine.begin() as conn:
+            conn.execute(query("report_progress"), params)
+
     def complete_jobs(self, outcomes: Sequence[JobOutcome]) -> dict[int, JobStatus]:
         """Write outcomes in one statement; return the status written per job id.
 

@@ -17,6 +17,10 @@ SET status = 'PROCESSING',
     lease_expires_at = now() + make_interval(secs => :lease_seconds),
     attempts = j.attempts + 1,
     started_at = now(),
+    -- A new attempt starts from nothing: the last attempt's progress no longer says anything.
+    progress_percent = NULL,
+    progress_message = NULL,
+    progress_at = NULL,
     updated_at = now()
 -- ANY(ARRAY(...)) rather than a join: always primary-key lookups, never a hash join that scans the
 -- whole table (millions of finished rows) when the planner misjudges the batch.

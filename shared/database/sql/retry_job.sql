@@ -11,6 +11,9 @@ SET status = 'READY',
     lease_owner = NULL,
     lease_token = NULL,
     lease_expires_at = NULL,
+    progress_percent = NULL,
+    progress_message = NULL,
+    progress_at = NULL,
     updated_at = now()
 WHERE job_id = :job_id AND status IN ('FAILED', 'CANCELLED')
 RETURNING *

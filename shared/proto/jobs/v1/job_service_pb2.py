@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19jobs/v1/job_service.proto\x12\x07jobs.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfb\x05\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x1c\n\x0fidempotency_key\x18\x03 \x01(\tH\x00\x88\x01\x01\x12#\n\x06status\x18\x04 \x01(\x0e\x32\x13.jobs.v1.Job.Status\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12(\n\x07payload\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cscheduled_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rerror_message\x18\x0c \x01(\tH\x01\x88\x01\x01\x12\x10\n\x08\x61ttempts\x18\r \x01(\x05\x12\'\n\x06result\x18\x0e \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0cmax_attempts\x18\x0f \x01(\x05\x12\x17\n\x0ftimeout_seconds\x18\x10 \x01(\x05\x12*\n\x06run_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63\x61ncel_requested\x18\x12 \x01(\x08\"r\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\t\n\x05READY\x10\x02\x12\x0e\n\nPROCESSING\x10\x03\x12\r\n\tCOMPLETED\x10\x04\x12\n\n\x06\x46\x41ILED\x10\x05\x12\r\n\tCANCELLED\x10\x06\x42\x12\n\x10_idempotency_keyB\x10\n\x0e_error_message\"\xb0\x02\n\x10SubmitJobRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1c\n\x0fidempotency_key\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08priority\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x30\n\x0cscheduled_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0cmax_attempts\x18\x06 \x01(\x05H\x02\x88\x01\x01\x12\x1c\n\x0ftimeout_seconds\x18\x07 \x01(\x05H\x03\x88\x01\x01\x42\x12\n\x10_idempotency_keyB\x0b\n\t_priorityB\x0f\n\r_max_attemptsB\x12\n\x10_timeout_seconds\"?\n\x11SubmitJobResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobs.v1.Job\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"<\n\x11SubmitJobsRequest\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.jobs.v1.SubmitJobRequest\"A\n\x12SubmitJobsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.jobs.v1.SubmitJobResponse\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\"k\n\x0fListJobsRequest\x12#\n\x06status\x18\x01 \x01(\x0e\x32\x13.jobs.v1.Job.Status\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"G\n\x10ListJobsResponse\x12\x1a\n\x04jobs\x18\x01 \x03(\x0b\x32\x0c.jobs.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x11\n\x0fGetStatsRequest\"\xe7\x02\n\x10GetStatsResponse\x12H\n\x10status_breakdown\x18\x01 \x03(\x0b\x32..jobs.v1.GetStatsResponse.StatusBreakdownEntry\x12\x44\n\x0etype_breakdown\x18\x02 \x03(\x0b\x32,.jobs.v1.GetStatsResponse.TypeBreakdownEntry\x12$\n\x1c\x61vg_attempts_for_failed_jobs\x18\x03 \x01(\x01\x12/\n\x0frecent_failures\x18\x04 \x03(\x0b\x32\x16.jobs.v1.RecentFailure\x1a\x36\n\x14StatusBreakdownEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x34\n\x12TypeBreakdownEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"}\n\rRecentFailure\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12-\n\tfailed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\"!\n\x0fRetryJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x32\xb6\x05\n\nJobService\x12Y\n\tSubmitJob\x12\x19.jobs.v1.SubmitJobRequest\x1a\x1a.jobs.v1.SubmitJobResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\x05/jobs:\x01*b\x03job\x12]\n\nSubmitJobs\x12\x1a.jobs.v1.SubmitJobsRequest\x1a\x1b.jobs.v1.SubmitJobsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/jobs:batch:\x01*\x12\x46\n\x06GetJob\x12\x16.jobs.v1.GetJobRequest\x1a\x0c.jobs.v1.Job\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/jobs/{job_id}\x12N\n\x08ListJobs\x12\x18.jobs.v1.ListJobsRequest\x1a\x19.jobs.v1.ListJobsResponse\"\r\x82\xd3\xe4\x93\x02\x07\x12\x05/jobs\x12U\n\x08GetStats\x12\x18.jobs.v1.GetStatsRequest\x1a\x19.jobs.v1.GetStatsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/admin/stats\x12V\n\tCancelJob\x12\x19.jobs.v1.CancelJobRequest\x1a\x0c.jobs.v1.Job\" \x82\xd3\xe4\x93\x02\x1a\"\x15/jobs/{job_id}:cancel:\x01*\x12S\n\x08RetryJob\x12\x18.jobs.v1.RetryJobRequest\x1a\x0c.jobs.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/jobs/{job_id}:retry:\x01*\x12R\n\x08WatchJob\x12\x18.jobs.v1.WatchJobRequest\x1a\x0c.jobs.v1.Job\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/jobs/{job_id}:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19jobs/v1/job_service.proto\x12\x07jobs.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x06\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x1c\n\x0fidempotency_key\x18\x03 \x01(\tH\x00\x88\x01\x01\x12#\n\x06status\x18\x04 \x01(\x0e\x32\x13.jobs.v1.Job.Status\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12(\n\x07payload\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cscheduled_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rerror_message\x18\x0c \x01(\tH\x01\x88\x01\x01\x12\x10\n\x08\x61ttempts\x18\r \x01(\x05\x12\'\n\x06result\x18\x0e \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0cmax_attempts\x18\x0f \x01(\x05\x12\x17\n\x0ftimeout_seconds\x18\x10 \x01(\x05\x12*\n\x06run_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63\x61ncel_requested\x18\x12 \x01(\x08\x12#\n\x08progress\x18\x13 \x01(\x0b\x32\x11.jobs.v1.Progress\"r\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\t\n\x05READY\x10\x02\x12\x0e\n\nPROCESSING\x10\x03\x12\r\n\tCOMPLETED\x10\x04\x12\n\n\x06\x46\x41ILED\x10\x05\x12\r\n\tCANCELLED\x10\x06\x42\x12\n\x10_idempotency_keyB\x10\n\x0e_error_message\"\\\n\x08Progress\x12\x0f\n\x07percent\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb0\x02\n\x10SubmitJobRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1c\n\x0fidempotency_key\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08priority\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x30\n\x0cscheduled_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0cmax_attempts\x18\x06 \x01(\x05H\x02\x88\x01\x01\x12\x1c\n\x0ftimeout_seconds\x18\x07 \x01(\x05H\x03\x88\x01\x01\x42\x12\n\x10_idempotency_keyB\x0b\n\t_priorityB\x0f\n\r_max_attemptsB\x12\n\x10_timeout_seconds\"?\n\x11SubmitJobResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobs.v1.Job\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"<\n\x11SubmitJobsRequest\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.jobs.v1.SubmitJobRequest\"A\n\x12SubmitJobsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.jobs.v1.SubmitJobResponse\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\"k\n\x0fListJobsRequest\x12#\n\x06status\x18\x01 \x01(\x0e\x32\x13.jobs.v1.Job.Status\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"G\n\x10ListJobsResponse\x12\x1a\n\x04jobs\x18\x01 \x03(\x0b\x32\x0c.jobs.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x11\n\x0fGetStatsRequest\"\xe7\x02\n\x10GetStatsResponse\x12H\n\x10status_breakdown\x18\x01 \x03(\x0b\x32..jobs.v1.GetStatsResponse.StatusBreakdownEntry\x12\x44\n\x0etype_breakdown\x18\x02 \x03(\x0b\x32,.jobs.v1.GetStatsResponse.TypeBreakdownEntry\x12$\n\x1c\x61vg_attempts_for_failed_jobs\x18\x03 \x01(\x01\x12/\n\x0frecent_failures\x18\x04 \x03(\x0b\x32\x16.jobs.v1.RecentFailure\x1a\x36\n\x14StatusBreakdownEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x34\n\x12TypeBreakdownEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"}\n\rRecentFailure\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12-\n\tfailed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\"!\n\x0fRetryJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x32\xb6\x05\n\nJobService\x12Y\n\tSubmitJob\x12\x19.jobs.v1.SubmitJobRequest\x1a\x1a.jobs.v1.SubmitJobResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\x05/jobs:\x01*b\x03job\x12]\n\nSubmitJobs\x12\x1a.jobs.v1.SubmitJobsRequest\x1a\x1b.jobs.v1.SubmitJobsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/jobs:batch:\x01*\x12\x46\n\x06GetJob\x12\x16.jobs.v1.GetJobRequest\x1a\x0c.jobs.v1.Job\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/jobs/{job_id}\x12N\n\x08ListJobs\x12\x18.jobs.v1.ListJobsRequest\x1a\x19.jobs.v1.ListJobsResponse\"\r\x82\xd3\xe4\x93\x02\x07\x12\x05/jobs\x12U\n\x08GetStats\x12\x18.jobs.v1.GetStatsRequest\x1a\x19.jobs.v1.GetStatsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/admin/stats\x12V\n\tCancelJob\x12\x19.jobs.v1.CancelJobRequest\x1a\x0c.jobs.v1.Job\" \x82\xd3\xe4\x93\x02\x1a\"\x15/jobs/{job_id}:cancel:\x01*\x12S\n\x08RetryJob\x12\x18.jobs.v1.RetryJobRequest\x1a\x0c.jobs.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/jobs/{job_id}:retry:\x01*\x12R\n\x08WatchJob\x12\x18.jobs.v1.WatchJobRequest\x1a\x0c.jobs.v1.Job\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/jobs/{job_id}:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,39 +55,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSERVICE'].methods_by_name['WatchJob']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['WatchJob']._serialized_options = b'\202\323\344\223\002\026\022\024/jobs/{job_id}:watch'
   _globals['_JOB']._serialized_start=132
-  _globals['_JOB']._serialized_end=895
-  _globals['_JOB_STATUS']._serialized_start=743
-  _globals['_JOB_STATUS']._serialized_end=857
-  _globals['_SUBMITJOBREQUEST']._serialized_start=898
-  _globals['_SUBMITJOBREQUEST']._serialized_end=1202
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=1204
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=1267
-  _globals['_SUBMITJOBSREQUEST']._serialized_start=1269
-  _globals['_SUBMITJOBSREQUEST']._serialized_end=1329
-  _globals['_SUBMITJOBSRESPONSE']._serialized_start=1331
-  _globals['_SUBMITJOBSRESPONSE']._serialized_end=1396
-  _globals['_GETJOBREQUEST']._serialized_start=1398
-  _globals['_GETJOBREQUEST']._serialized_end=1429
-  _globals['_LISTJOBSREQUEST']._serialized_start=1431
-  _globals['_LISTJOBSREQUEST']._serialized_end=1538
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1540
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1611
-  _globals['_GETSTATSREQUEST']._serialized_start=1613
-  _globals['_GETSTATSREQUEST']._serialized_end=1630
-  _globals['_GETSTATSRESPONSE']._serialized_start=1633
-  _globals['_GETSTATSRESPONSE']._serialized_end=1992
-  _globals['_GETSTATSRESPONSE_STATUSBREAKDOWNENTRY']._serialized_start=1884
-  _globals['_GETSTATSRESPONSE_STATUSBREAKDOWNENTRY']._serialized_end=1938
-  _globals['_GETSTATSRESPONSE_TYPEBREAKDOWNENTRY']._serialized_start=1940
-  _globals['_GETSTATSRESPONSE_TYPEBREAKDOWNENTRY']._serialized_end=1992
-  _globals['_RECENTFAILURE']._serialized_start=1994
-  _globals['_RECENTFAILURE']._serialized_end=2119
-  _globals['_CANCELJOBREQUEST']._serialized_start=2121
-  _globals['_CANCELJOBREQUEST']._serialized_end=2155
-  _globals['_RETRYJOBREQUEST']._serialized_start=2157
-  _globals['_RETRYJOBREQUEST']._serialized_end=2190
-  _globals['_WATCHJOBREQUEST']._serialized_start=2192
-  _globals['_WATCHJOBREQUEST']._serialized_end=2225
-  _globals['_JOBSERVICE']._serialized_start=2228
-  _globals['_JOBSERVICE']._serialized_end=2922
+  _globals['_JOB']._serialized_end=932
+  _globals['_JOB_STATUS']._serialized_start=780
+  _globals['_JOB_STATUS']._serialized_end=894
+  _globals['_PROGRESS']._serialized_start=934
+  _globals['_PROGRESS']._serialized_end=1026
+  _globals['_SUBMITJOBREQUEST']._serialized_start=1029
+  _globals['_SUBMITJOBREQUEST']._serialized_end=1333
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=1335
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=1398
+  _globals['_SUBMITJOBSREQUEST']._serialized_start=1400
+  _globals['_SUBMITJOBSREQUEST']._serialized_end=1460
+  _globals['_SUBMITJOBSRESPONSE']._serialized_start=1462
+  _globals['_SUBMITJOBSRESPONSE']._serialized_end=1527
+  _globals['_GETJOBREQUEST']._serialized_start=1529
+  _globals['_GETJOBREQUEST']._serialized_end=1560
+  _globals['_LISTJOBSREQUEST']._serialized_start=1562
+  _globals['_LISTJOBSREQUEST']._serialized_end=1669
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1671
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1742
+  _globals['_GETSTATSREQUEST']._serialized_start=1744
+  _globals['_GETSTATSREQUEST']._serialized_end=1761
+  _globals['_GETSTATSRESPONSE']._serialized_start=1764
+  _globals['_GETSTATSRESPONSE']._serialized_end=2123
+  _globals['_GETSTATSRESPONSE_STATUSBREAKDOWNENTRY']._serialized_start=2015
+  _globals['_GETSTATSRESPONSE_STATUSBREAKDOWNENTRY']._serialized_end=2069
+  _globals['_GETSTATSRESPONSE_TYPEBREAKDOWNENTRY']._serialized_start=2071
+  _globals['_GETSTATSRESPONSE_TYPEBREAKDOWNENTRY']._serialized_end=2123
+  _globals['_RECENTFAILURE']._serialized_start=2125
+  _globals['_RECENTFAILURE']._serialized_end=2250
+  _globals['_CANCELJOBREQUEST']._serialized_start=2252
+  _globals['_CANCELJOBREQUEST']._serialized_end=2286
+  _globals['_RETRYJOBREQUEST']._serialized_start=2288
+  _globals['_RETRYJOBREQUEST']._serialized_end=2321
+  _globals['_WATCHJOBREQUEST']._serialized_start=2323
+  _globals['_WATCHJOBREQUEST']._serialized_end=2356
+  _globals['_JOBSERVICE']._serialized_start=2359
+  _globals['_JOBSERVICE']._serialized_end=3053
 # @@protoc_insertion_point(module_scope)
