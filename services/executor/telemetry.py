@@ -18,13 +18,23 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 from shared.database.queue import JobOutcome, LeasedJob
 from shared.jobs import JobStatus
 from shared.telemetry import context_from_carrier, trace_id_of
 
-__all__ = ["OUTCOME_NAMES", "ExecutorTracing", "job_log_fields"]
+__all__ = ["OUTCOME_NAMES", "ExecutorTracing", "job_log_fields", "parent_context"]
 
 # job.outcome of an attempt, by the status its outcome writes. "timed_out", "lost" (another party took
 # the lease over) and "interrupted" (handed back at shutdown) are decided by the runner.
@@ -47,11 +57,14 @@ class ExecutorTracing:
         self._lease_link: Sequence[Link] = ()
 
     def start_attempt(self, job: LeasedJob) -> Span:
-        """A span for this attempt, in the submitting request's trace when the job carries one."""
-        parent = context_from_carrier({"traceparent": job.traceparent}) if job.traceparent else Context()
+        """A span for this attempt, in the submitting request's trace when the job carries one.
+
+        Attributes are few on purpose: the SDK's cost per span grows with them, and an executor may
+        run thousands of attempts a second.
+        """
         return self._tracer.start_span(
             f"job {job.type}",
-            context=parent,
+            context=parent_context(job.traceparent),
             kind=SpanKind.CONSUMER,
             links=self._lease_link,
             attributes={
@@ -59,18 +72,21 @@ class ExecutorTracing:
                 "job.type": job.type,
                 "job.attempt": job.attempt,
                 "job.max_attempts": job.max_attempts,
-                "job.priority": job.priority,
-                "job.queue_wait_seconds": job.queue_wait_seconds,
             },
         )
 
     @staticmethod
     def end_attempt(span: Span, outcome: JobOutcome | None, how: str | None = None) -> None:
-        """Record how the attempt ended (``how`` overrides the name the outcome's status gives) and end it."""
+        """Record how the attempt ended (``how`` overrides the name the outcome's status gives) and end it.
+
+        ``job.status`` (the status written) is added where job.outcome does not tell it: a timeout
+        retries or fails the job.
+        """
         name = how or (OUTCOME_NAMES.get(outcome.status, outcome.status.value) if outcome is not None else "lost")
         span.set_attribute("job.outcome", name)
         if outcome is not None:
-            span.set_attribute("job.status", outcome.status.value)
+            if how is not None:
+                span.set_attribute("job.status", outcome.status.value)
             if outcome.retry_delay is not None:
                 span.set_attribute("job.retry_delay_seconds", outcome.retry_delay)
             if outcome.error_message is not None and outcome.status is not JobStatus.CANCELLED:
@@ -111,6 +127,29 @@ class ExecutorTracing:
             start_time=started_ns,
             attributes={**_DATABASE_ATTRIBUTES, "db.operation.name": operation, **attributes},
         )
+
+
+def parent_context(traceparent: str | None) -> Context:
+    """The context of a stored W3C traceparent, for a child span; an empty context when there is none.
+
+    Parsed by hand: the api stored it in canonical form, and this is several times cheaper than the
+    propagator, per job. Anything unexpected goes through the propagator, which ignores what is invalid.
+    """
+    if not traceparent:
+        return Context()
+    if len(traceparent) == 55 and traceparent.startswith("00-"):
+        try:
+            span_context = SpanContext(
+                trace_id=int(traceparent[3:35], 16),
+                span_id=int(traceparent[36:52], 16),
+                is_remote=True,
+                trace_flags=TraceFlags(int(traceparent[53:55], 16)),
+            )
+        except ValueError:
+            span_context = INVALID_SPAN_CONTEXT
+        if span_context.is_valid:
+            return trace.set_span_in_context(NonRecordingSpan(span_context), Context())
+    return context_from_carrier({"traceparent": traceparent})
 
 
 def _end(span: Span, error: BaseException | None) -> None:
