@@ -303,14 +303,24 @@ class Soak:
         self.say(f"load stopped; waiting up to {self.config.drain_timeout:g} s for the backlog to finish")
         deadline = time.monotonic() + self.config.drain_timeout
         next_sample = self.now() + self.config.sample_seconds
-        while sum(self.counts()[s] for s in ACTIVE) > 0:
-            if time.monotonic() > deadline:
-                self.result.problems.append(f"jobs still active {self.config.drain_timeout:g} s after the load stopped")
-                return
-            if self.now() >= next_sample:
-                self.sample()
-                next_sample += self.config.sample_seconds
-            time.sleep(0.5)
+        try:
+            while sum(self.counts()[s] for s in ACTIVE) > 0:
+                if time.monotonic() > deadline:
+                    self.result.problems.append(
+                        f"jobs still active {self.config.drain_timeout:g} s after the load stopped"
+                    )
+                    return
+                self.check_alive()
+                if not self.live_executors():
+                    self.result.problems.append("no executor left to finish the backlog")
+                    return
+                if self.now() >= next_sample:
+                    self.sample()
+                    next_sample += self.config.sample_seconds
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            self.result.interrupted = True
+            self.result.problems.append("interrupted while the backlog drained")
 
     def account(self) -> None:
         accepted = self.producer.accepted

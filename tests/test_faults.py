@@ -321,7 +321,7 @@ def completed(api: ApiServer, job_id: int) -> bool:
     return bool(api.get(f"/jobs/{job_id}").body["status"] == "COMPLETED")
 
 
-def assert_still_serving(stack: FaultStack, records: Path) -> None:
+def assert_still_serving(stack: FaultStack) -> None:
     """Every process alive; a job through REST and a scheduled one through gRPC both run."""
     stack.assert_all_alive()
     reply = stack.api.post("/jobs", {"type": "tests.record", "payload": {"after": "fault"}})
@@ -381,7 +381,7 @@ def test_kill_9_of_random_executors_during_thousands_of_jobs(
         f"({sum(repeated.values()) - len(repeated)} extra executions), all on executors that were killed; "
         f"{len(held)} jobs had run on them"
     )
-    assert_still_serving(stack, records)
+    assert_still_serving(stack)
 
 
 def test_database_stopped_and_started_mid_run(
@@ -409,7 +409,7 @@ def test_database_stopped_and_started_mid_run(
     assert counts == {"COMPLETED": 1400}
     assert_one_job_per_key(pg.url, producers)
     print(f"{len(duplicates(records))} jobs ran twice (at-least-once across the outage)")
-    assert_still_serving(stack, records)
+    assert_still_serving(stack)
 
 
 def test_connections_killed_with_pg_terminate_backend_repeatedly(
@@ -440,7 +440,7 @@ def test_connections_killed_with_pg_terminate_backend_repeatedly(
     assert counts == {"COMPLETED": 1400}
     assert_one_job_per_key(pg.url, producers)
     print(f"{len(duplicates(records))} jobs ran twice")
-    assert_still_serving(stack, records)
+    assert_still_serving(stack)
     assert "lost the leader lock" in stack.schedulers[0].output()
 
 
@@ -508,7 +508,7 @@ def test_the_standby_scheduler_takes_over_when_the_leader_is_killed(
 
 
 def test_the_api_killed_mid_request_then_the_retry_makes_exactly_one_job(
-    start_stack: Callable[..., FaultStack], pg: PgInstance, records: Path
+    start_stack: Callable[..., FaultStack], pg: PgInstance
 ) -> None:
     stack = start_stack()
     stack.add_executor("--concurrency", "10")
@@ -582,7 +582,7 @@ def test_the_api_killed_mid_request_then_the_retry_makes_exactly_one_job(
         print(f"{producer.name}: {len(producer.acknowledged)} jobs accepted, errors retried: {dict(producer.errors)}")
     wait_all_final(pg.url, 3 + 800, 60)
     assert_one_job_per_key(pg.url, [unary, batch, *producers])
-    assert_still_serving(stack, records)
+    assert_still_serving(stack)
 
 
 def test_a_long_transaction_held_open_slows_the_queue_but_it_keeps_working(
