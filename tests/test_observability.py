@@ -246,6 +246,13 @@ def _run_workload(
         return value(scrape(ports["scheduler"]), "jobs_by_status", status="COMPLETED") == 2
 
     wait_until(counted, 10, 0.1, "the scheduler to count both completed jobs")
+
+    # The api reads job_counts again once its counts are 5 s old, when a scrape finds them so.
+    def api_counted() -> bool:
+        samples = scrape(ports["http"])
+        return value(samples, "jobs_pending_count") == 1 and value(samples, "jobs_processing_count") == 0
+
+    wait_until(api_counted, 15, 0.2, "the api's queue-depth gauges to follow")
     for name in ("api", "scheduler", "executor"):
         result.metrics[name] = scrape(ports["http" if name == "api" else name])
     # Statement spans are exported a batch later than the attempts at most.
@@ -339,6 +346,8 @@ def test_each_process_counts_the_workload_by_value(traced: Traced) -> None:
     assert value(api, "rpc_requests_total", method="SubmitJob", code="OK") == 3
     assert value(api, "rpc_duration_seconds_count", method="SubmitJob") == 3
     assert (value(api, "rpc_requests_total", method="GetJob", code="OK") or 0) >= 2
+    assert value(api, "jobs_pending_count") == 1  # the seed served the queue depth on the api
+    assert value(api, "jobs_ready_count") == 0
 
     assert value(executor, "worker_up") == 1
     assert value(executor, "jobs_completed_total", job_type="echo") == 1

@@ -1,15 +1,42 @@
-"""The api's Prometheus metrics (served at HTTP_PORT/metrics)."""
+"""The api's Prometheus metrics (served at HTTP_PORT/metrics).
+
+jobs_created_total{job_type}          jobs created by submits (idempotent replays excluded)
+jobs_deduplicated_total{job_type}     submits answered with the existing job of their idempotency key
+rpc_requests_total{method,code}       RPCs completed (REST calls included: they go through gRPC)
+rpc_duration_seconds{method}          RPC handling time
+database_errors_total                 requests failed because the database was unavailable
+jobs_pending_count, jobs_ready_count, the seed's queue-depth gauges, from a cached read of the job_counts
+jobs_processing_count                 aggregate (QueueDepth): a scrape never waits for the database
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
+import time
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from shared.jobs import SubmitResult
+from shared.jobs import JobStatus, SubmitResult
 
-__all__ = ["DATABASE_ERRORS", "JOBS_CREATED", "RPC_HANDLED", "RPC_SECONDS", "record_submitted"]
+__all__ = [
+    "DATABASE_ERRORS",
+    "JOBS_CREATED",
+    "QUEUE_DEPTH",
+    "QUEUE_DEPTH_GAUGES",
+    "QUEUE_DEPTH_MAX_AGE_SECONDS",
+    "RPC_HANDLED",
+    "RPC_SECONDS",
+    "QueueDepth",
+    "record_submitted",
+]
+
+log = logging.getLogger(__name__)
 
 JOBS_CREATED = Counter("jobs_created_total", "Jobs created by submits (idempotent replays excluded)", ["job_type"])
 JOBS_DEDUPLICATED = Counter(
@@ -34,3 +61,78 @@ def record_submitted(results: Iterable[SubmitResult]) -> None:
         JOBS_CREATED.labels(job_type).inc(n)
     for job_type, n in replayed.items():
         JOBS_DEDUPLICATED.labels(job_type).inc(n)
+
+
+# The seed's queue-depth gauges: name -> (status, help).
+QUEUE_DEPTH_GAUGES = {
+    "jobs_pending_count": (JobStatus.PENDING, "Jobs waiting for their run_at (scheduled, or backing off to retry)"),
+    "jobs_ready_count": (JobStatus.READY, "Jobs due and waiting for an executor"),
+    "jobs_processing_count": (JobStatus.PROCESSING, "Jobs leased by an executor"),
+}
+# A scrape finding the counts older than this starts one background read for the next scrape.
+QUEUE_DEPTH_MAX_AGE_SECONDS = 5.0
+# Counts older than this (the database is away) are not exported at all rather than shown stale.
+QUEUE_DEPTH_STALE_SECONDS = 60.0
+
+
+class QueueDepth(Collector):
+    """jobs_pending_count, jobs_ready_count and jobs_processing_count, as the seed served them on the api.
+
+    Read from the job_counts aggregate (one small query, never a scan of jobs) at most every
+    ``max_age_seconds``, and only while someone scrapes. /metrics is served on the event loop, so a
+    scrape never waits for that query: it answers with the last counts and, when they are older than
+    ``max_age_seconds``, starts one read in a background thread for the next scrape.
+    """
+
+    def __init__(
+        self,
+        max_age_seconds: float = QUEUE_DEPTH_MAX_AGE_SECONDS,
+        stale_seconds: float = QUEUE_DEPTH_STALE_SECONDS,
+    ) -> None:
+        self.max_age_seconds = max_age_seconds
+        self.stale_seconds = stale_seconds
+        self._read: Callable[[], Mapping[JobStatus, int]] | None = None
+        self._counts: Mapping[JobStatus, int] = {}
+        self._read_at = -math.inf
+        self._reading = False
+        self._lock = threading.Lock()
+
+    def attach(self, read: Callable[[], Mapping[JobStatus, int]]) -> None:
+        """Count with ``read`` (jobs per status, from job_counts) from now on; the first read starts at once."""
+        self._read = read
+        self._read_soon()
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily(name, text) for name, (_, text) in QUEUE_DEPTH_GAUGES.items()]
+
+    def collect(self) -> Iterable[Metric]:
+        age = time.monotonic() - self._read_at
+        if age > self.max_age_seconds:
+            self._read_soon()
+        if age > self.stale_seconds:
+            return
+        counts = self._counts
+        for name, (status, text) in QUEUE_DEPTH_GAUGES.items():
+            yield GaugeMetricFamily(name, text, value=counts.get(status, 0))
+
+    def _read_soon(self) -> None:
+        with self._lock:
+            if self._read is None or self._reading:
+                return
+            self._reading = True
+        threading.Thread(target=self._read_counts, name="queue-depth", daemon=True).start()
+
+    def _read_counts(self) -> None:
+        assert self._read is not None
+        try:
+            self._counts = dict(self._read())
+            self._read_at = time.monotonic()
+        except Exception as error:  # the database is away: the gauges go stale, then silent
+            log.debug("queue depth not read: %s", error)
+        finally:
+            with self._lock:
+                self._reading = False
+
+
+QUEUE_DEPTH = QueueDepth()
+REGISTRY.register(QUEUE_DEPTH)

@@ -16,6 +16,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.api import metrics
 from services.api.auth import TokenChecker
 from services.api.interceptors import ServiceInterceptor
 from services.api.rest import build_rest_app
@@ -23,6 +24,7 @@ from services.api.servicer import JobServicer
 from services.api.settings import ApiSettings
 from shared.database.engine import create_database_engine
 from shared.database.jobs import JobStore
+from shared.database.maintenance import JobMaintenance
 from shared.database.schema import check_schema
 from shared.errors import DatabaseUnavailable
 from shared.proto.jobs.v1 import job_service_pb2 as pb
@@ -64,6 +66,7 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
     store = await wait_for_database(settings, stop)
     if store is None:
         return
+    metrics.QUEUE_DEPTH.attach(JobMaintenance(store.engine).count_jobs_by_status)
     message_options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
