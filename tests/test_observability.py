@@ -9,26 +9,41 @@ work is done. Each test then checks one part of what was recorded.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import http.server
 import json
+import logging
 import secrets
 import threading
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.executor.errors import PermanentError
+from services.executor.outcomes import BackoffPolicy
+from services.executor.registry import HandlerRegistry
+from services.executor.runner import Runner
+from services.executor.telemetry import ExecutorTracing, job_log_fields, parent_context
+from shared.database.queue import JobOutcome, LeasedJob
+from shared.telemetry import configure_logging, configure_tracing, context_from_carrier, trace_id_of
 from tests.support.api import ApiServer
 from tests.support.database import fresh_database, server_url
 from tests.support.processes import ServiceProcess, free_port, wait_until
@@ -397,3 +412,163 @@ def test_json_logs_carry_the_job_and_its_trace_and_no_payload(traced: Traced) ->
     assert (failure["type"], failure["attempt"], failure["trace_id"]) == ("fail", 1, traced.retried_trace_id)
     for entry in job_events:
         assert {"job_id", "type", "attempt", "trace_id"} <= set(entry), entry
+
+
+# --- the executor's spans, in process -------------------------------------------------------------------
+
+
+@dataclass
+class RunnerUnderTest:
+    runner: Runner
+    tracing: ExecutorTracing
+    exporter: InMemorySpanExporter
+    reported: list[tuple[LeasedJob, JobOutcome]]
+
+
+def _runner(handlers: dict[str, Callable[..., Any]], inline: bool = False) -> RunnerUnderTest:
+    registry = HandlerRegistry()
+    for job_type, function in handlers.items():
+        registry.register(job_type, function, inline=inline)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reported: list[tuple[LeasedJob, JobOutcome]] = []
+    tracing = ExecutorTracing(provider.get_tracer("test"))
+    runner = Runner(
+        registry,
+        concurrency=4,
+        max_abandoned_threads=4,
+        max_result_bytes=1 << 20,
+        backoff=BackoffPolicy(0.5, 1.0),
+        report=lambda job, outcome: reported.append((job, outcome)),
+        on_slot_freed=lambda: None,
+        tracing=tracing,
+    )
+    return RunnerUnderTest(runner, tracing, exporter, reported)
+
+
+def _leased(job_type: str, attempt: int = 1, timeout: int = 30, traceparent: str | None = None) -> LeasedJob:
+    return LeasedJob(7, job_type, 5, {}, attempt, 3, timeout, "token", 0.0, traceparent)
+
+
+def _attributes(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def test_attempt_spans_name_every_ending() -> None:
+    header, trace_id, parent_id = _traceparent()
+    seen_in_handler: list[str] = []
+
+    async def slow(payload: dict[str, Any], ctx: Any) -> None:
+        seen_in_handler.append(format(trace.get_current_span().get_span_context().trace_id, "032x"))
+        await asyncio.sleep(30)
+
+    def quick(payload: dict[str, Any], ctx: Any) -> dict[str, str]:
+        seen_in_handler.append(format(trace.get_current_span().get_span_context().trace_id, "032x"))
+        return {"ok": "yes"}
+
+    async def scenario() -> RunnerUnderTest:
+        under_test = _runner({"slow": slow, "quick": quick})
+        runner = under_test.runner
+        runner.start(_leased("quick", traceparent=header))  # a thread: the context goes with it
+        runner.start(LeasedJob(8, "slow", 5, {}, 1, 3, 1, "t8", 0.0, header))  # times out after 1 s
+        runner.start(LeasedJob(9, "slow", 5, {}, 3, 3, 30, "t9", 0.0, None))
+        runner.start(LeasedJob(10, "slow", 5, {}, 1, 3, 30, "t10", 0.0, None))
+        runner.start(LeasedJob(11, "slow", 5, {}, 1, 3, 30, "t11", 0.0, None))
+        await asyncio.sleep(0.1)
+        runner.cancel(9)
+        runner.lose(10)
+        await asyncio.sleep(1.2)  # job 8 times out after 1 s
+        runner.interrupt_all()  # job 11
+        await runner.wait_idle()
+        runner.shutdown_threads()
+        return under_test
+
+    under_test = asyncio.run(scenario())
+    spans = {_attributes(span)["job.id"]: span for span in under_test.exporter.get_finished_spans()}
+    assert {job_id: _attributes(span)["job.outcome"] for job_id, span in spans.items()} == {
+        7: "completed",
+        8: "timed_out",
+        9: "cancelled",
+        10: "lost",
+        11: "interrupted",
+    }
+    assert _attributes(spans[8])["job.status"] == "PENDING"  # a timeout with attempts left retries
+    assert spans[8].status.status_code is StatusCode.ERROR
+    assert spans[9].status.status_code is not StatusCode.ERROR
+    for job_id in (7, 8):
+        parent = spans[job_id].parent
+        assert parent is not None and format(parent.span_id, "016x") == parent_id
+        assert format(spans[job_id].context.trace_id, "032x") == trace_id
+    assert spans[9].parent is None  # no stored traceparent: a trace of its own
+    assert seen_in_handler[:2] == [trace_id, trace_id], "handlers run inside their attempt's span"
+    assert {outcome.status.value for _, outcome in under_test.reported} == {"COMPLETED", "PENDING", "CANCELLED"}
+
+
+def test_inline_failures_record_the_error_and_the_lease_link() -> None:
+    def broken(payload: dict[str, Any], ctx: Any) -> None:
+        raise PermanentError("no such account")
+
+    async def scenario() -> RunnerUnderTest:
+        under_test = _runner({"broken": broken}, inline=True)
+        tracing = under_test.tracing
+        tracing.record_lease(time.time_ns(), 4, 1)
+        under_test.runner.start(_leased("broken"))
+        tracing.record_lease(time.time_ns(), 4, 0)  # an empty poll: no span, and no link for what follows
+        return under_test
+
+    under_test = asyncio.run(scenario())
+    lease, attempt = under_test.exporter.get_finished_spans()
+    assert lease.name == "lease_jobs" and _attributes(lease)["jobs.leased"] == 1
+    assert attempt.name == "job broken"
+    assert _attributes(attempt)["job.outcome"] == "failed"
+    assert attempt.status.status_code is StatusCode.ERROR
+    assert "no such account" in (attempt.status.description or "")
+    assert [link.context.span_id for link in attempt.links] == [lease.context.span_id]
+
+
+def test_stored_traceparents_parse_like_the_propagator() -> None:
+    header, trace_id, _ = _traceparent()
+    for candidate in (header, header[:-2] + "00", "00-" + "0" * 32 + header[35:], header[:-1] + "x", "junk", None):
+        mine = trace.get_current_span(parent_context(candidate)).get_span_context()
+        theirs = trace.get_current_span(context_from_carrier({"traceparent": candidate} if candidate else None))
+        assert mine == theirs.get_span_context(), candidate
+    assert trace_id_of(header) == trace_id and trace_id_of(None) is None and trace_id_of("junk") is None
+    assert job_log_fields(_leased("echo", traceparent=header)) == {
+        "job_id": 7,
+        "type": "echo",
+        "attempt": 1,
+        "trace_id": trace_id,
+    }
+    assert "trace_id" not in job_log_fields(_leased("echo"))
+
+
+def test_log_lines_inside_a_span_carry_its_trace_id(capsys: pytest.CaptureFixture[str]) -> None:
+    provider = TracerProvider()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    configure_logging("test", "INFO", "json")
+    logger = logging.getLogger("tests.observability")
+    try:
+        with provider.get_tracer("test").start_as_current_span("work") as span:
+            logger.info("inside")
+            logger.info("explicit", extra={"trace_id": "given"})
+        logger.info("outside")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line.get("trace_id") for line in lines] == [
+        format(span.get_span_context().trace_id, "032x"),
+        "given",
+        None,
+    ]
+
+
+def test_without_an_endpoint_no_provider_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    assert configure_tracing("jobs-test") is False
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert configure_tracing("jobs-test") is False
