@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("SOAK_DATABASE_URL") or DEFAULT_SERVER_URL,
         help="PostgreSQL server where a fresh database may be created and dropped (env SOAK_DATABASE_URL)",
     )
+    parser.add_argument(
+        "--private-server",
+        action="store_true",
+        help="run a PostgreSQL of the soak's own (pgserver's PostgreSQL 16, autovacuum on) instead of --server-url",
+    )
     parser.add_argument("--output", type=Path, help="JSON file to write (default .soak/<timestamp>.json)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs (kept anyway on failure)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the report")
@@ -82,6 +87,8 @@ def format_report(result: SoakResult) -> str:
         f"{config['rate']:g} jobs/s offered for {config['minutes']:g} min, {config['executors']} executors x "
         f"{config['concurrency']}, {len(result.kills)} executors killed (SIGKILL) and replaced"
         + (" [interrupted]" if result.interrupted else ""),
+        f"PostgreSQL {result.server.get('version', '?')}, autovacuum {result.server.get('autovacuum', '?')}, "
+        f"fsync {result.server.get('fsync', '?')}",
     ]
     loaded = [
         i for i in result.intervals if result.load_began_seconds < i["at_seconds"] <= result.load_ended_seconds + 0.5
@@ -100,6 +107,9 @@ def format_report(result: SoakResult) -> str:
                 f"submit-to-start (first attempts): p50 median {statistics.median(p50):.1f} ms, "
                 f"p99 median {statistics.median(p99):.1f} ms, worst interval p99 {max(p99):.1f} ms"
             )
+    if result.intervals:
+        last = result.intervals[-1]
+        lines.append(f"jobs table at the end: {last['table_mb']:.1f} MiB, {last['dead_tuples']:,} dead row versions")
     if accounting:
         lines.append(
             f"accounting: submitted {accounting['submitted']:,} = completed {accounting['completed']:,} + failed "
@@ -145,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         drain_timeout=args.drain_timeout,
         seed=args.seed if args.seed is not None else int(time.time()),
         server_url=args.server_url,
+        private_server=args.private_server,
         keep_logs=args.keep_logs,
         verbose=not args.quiet,
     )

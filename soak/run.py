@@ -17,6 +17,7 @@ from typing import Any
 
 from bench.harness import ROOT, START_TIMEOUT_SECONDS, BenchContext, Cluster, cpu_seconds
 from soak.load import EXPECTED, Producer
+from tests.support.pg_instance import PgInstance
 from tests.support.processes import ServiceProcess, free_port
 
 __all__ = ["SoakConfig", "SoakResult", "run_soak"]
@@ -37,6 +38,7 @@ class SoakConfig:
     drain_timeout: float = 180.0
     seed: int = 0
     server_url: str = ""
+    private_server: bool = False  # a PostgreSQL of the soak's own (pgserver's PostgreSQL 16), default settings
     keep_logs: bool = False
     verbose: bool = True
 
@@ -60,6 +62,7 @@ class SoakResult:
     started_at: str
     git_commit: str
     database: str
+    server: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     load_began_seconds: float = 0.0
     load_ended_seconds: float = 0.0
@@ -135,6 +138,15 @@ class Soak:
             git_commit=_git_commit(),
             database=cluster.database_url.rsplit("/", 1)[-1],
         )
+        [(version, autovacuum, fsync)] = cluster.execute(
+            "SELECT current_setting('server_version'), current_setting('autovacuum'), current_setting('fsync')"
+        )
+        self.result.server = {"version": version, "autovacuum": autovacuum, "fsync": fsync}
+        if autovacuum != "on":
+            self.say(
+                "note: autovacuum is off on this server, so dead row versions are never cleaned up during the "
+                "soak (--private-server runs one with the defaults)"
+            )
         self._last_sample = 0.0
         self._last_counts: dict[str, int] = {}
         self._last_submitted = 0
@@ -405,9 +417,14 @@ def run_soak(config: SoakConfig) -> tuple[SoakResult, Path]:
     log_dir = Path(tempfile.mkdtemp(prefix="soak-logs-"))
     record_dir = log_dir / "records"
     record_dir.mkdir()
-    ctx = BenchContext(server_url=config.server_url, log_dir=log_dir, verbose=config.verbose)
     soak: Soak | None = None
+    private: PgInstance | None = None
     try:
+        server_url = config.server_url
+        if config.private_server:
+            private = PgInstance(log_dir / "pg", database="postgres").start()
+            server_url = private.admin_url
+        ctx = BenchContext(server_url=server_url, log_dir=log_dir, verbose=config.verbose)
         with Cluster.start(ctx, "soak") as cluster:
             soak = Soak(config, cluster, log_dir, record_dir)
             try:
@@ -419,6 +436,8 @@ def run_soak(config: SoakConfig) -> tuple[SoakResult, Path]:
                     if process.name.startswith("executor-"):
                         process.service.stop(timeout=1)  # closes the log files of killed ones
     finally:
+        if private is not None:
+            private.destroy()
         keep = config.keep_logs or soak is None or not soak.result.ok
         if not keep:
             shutil.rmtree(log_dir, ignore_errors=True)
