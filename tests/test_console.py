@@ -149,7 +149,7 @@ def test_openapi_document_is_valid_openapi_3(document: dict[str, Any]) -> None:
 
 def test_openapi_has_every_annotated_route_with_its_method(document: dict[str, Any]) -> None:
     routes = routes_for_service(SERVICE)
-    assert len(routes) == len(SERVICE.methods) == 8
+    assert routes and len(routes) == len(SERVICE.methods)  # every RPC has a route
     documented = {(path, method.upper()) for path, item in document["paths"].items() for method in item}
     assert documented == {(route.template, route.http_method) for route in routes}
     for route in routes:

@@ -1,6 +1,6 @@
 // One job: its fields, a timeline of the known status times, payload, result, error, and the actions.
-// Live through GET /jobs/{id}:watch (newline-delimited JSON) while the job is unfinished; polling if
-// the stream cannot be used.
+// Live through GET /jobs/{id}:watch (newline-delimited JSON) while the job is due or running; polled
+// every few seconds otherwise, or when the stream cannot be used.
 
 import { ApiError, api, watchJob } from "./api.js";
 import {
@@ -40,7 +40,14 @@ export function mountJob(root, { id, act, reportError, clearError }) {
       reportError(error);
       return;
     }
-    if (job && !FINAL_STATUSES.has(job.status) && watchFailures < 3) watch();
+    if (job && watchable(job) && watchFailures < 3) watch();
+  }
+
+  // The stream is for jobs about to change; one waiting for a later time is polled instead, so that no
+  // stream is held open for hours.
+  function watchable(current) {
+    if (current.status === "READY" || current.status === "PROCESSING") return true;
+    return current.status === "PENDING" && new Date(current.run_at).getTime() - Date.now() < 60_000;
   }
 
   function watch() {
@@ -107,7 +114,7 @@ export function mountJob(root, { id, act, reportError, clearError }) {
       ["cancel requested", job.cancel_requested && !FINAL_STATUSES.has(job.status) ? "yes: the executor running it stops it" : null],
       ["updated", `${formatTime(job.updated_at)} (${relativeTime(job.updated_at)})`],
     ];
-    // Fields the API may add later (a trace id, progress): shown when present, skipped when not.
+    // A trace id if the API ever gives one; progress once the handler has reported some.
     if (job.trace_id) facts.push(["trace id", h("code#trace-id", job.trace_id)]);
     if (job.progress !== undefined && job.progress !== null) facts.push(["progress", progress(job.progress)]);
     fill(
@@ -143,12 +150,17 @@ export function mountJob(root, { id, act, reportError, clearError }) {
   };
 }
 
+// Job.progress: {percent, message, updated_at} as the running attempt's handler last reported it.
 function progress(value) {
-  if (typeof value === "number") {
-    const fraction = value > 1 ? value / 100 : value;
-    return h("progress", { max: 1, value: fraction }, `${Math.round(fraction * 100)} %`);
-  }
-  return JSON.stringify(value);
+  if (typeof value !== "object") return String(value);
+  const percent = Math.max(0, Math.min(100, Number(value.percent || 0)));
+  return h(
+    "span.progress#job-progress",
+    h("progress", { max: 100, value: percent }, `${percent} %`),
+    ` ${percent} %`,
+    value.message ? h("span", ` · ${value.message}`) : null,
+    value.updated_at ? h("span.muted", ` (${relativeTime(value.updated_at)})`) : null,
+  );
 }
 
 // The known status times in order, with the time spent between them.

@@ -176,7 +176,12 @@ export function mountJobs(root, { query, stats, act, navigate, reportError, clea
       { dataset: { jobId: job.job_id, status: job.status } },
       h("td.num", h("a", { href: hashFor(["jobs", String(job.job_id)]) }, `#${job.job_id}`)),
       h("td", h("button.link", { type: "button", on: { click: open } }, job.type)),
-      h("td", statusBadge(job.status), job.cancel_requested && job.status === "PROCESSING" ? h("span.muted", " cancelling") : null),
+      h(
+        "td",
+        statusBadge(job.status),
+        job.cancel_requested && job.status === "PROCESSING" ? h("span.muted", " cancelling") : null,
+        job.progress && job.status === "PROCESSING" ? h("span.muted", ` ${job.progress.percent} %`) : null,
+      ),
       h("td.num", job.priority),
       h("td.num", `${job.attempts}/${job.max_attempts}`),
       h("td", timeCell(job.created_at)),

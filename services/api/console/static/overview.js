@@ -55,7 +55,8 @@ export function mountOverview(root, { stats, act }) {
     for (const [label, windowMs] of [["last minute", 60_000], ["last 5 minutes", 300_000]]) {
       const rate = rates(windowMs);
       const covered = rate && rate.seconds * 1000 < windowMs - 5000 ? `last ${formatDuration(rate.seconds * 1000)}` : label;
-      if (!rows.length || !rate || rows[rows.length - 1][1]?.seconds !== rate.seconds) rows.push([covered, rate]);
+      // A longer window is worth a row only once it reaches well past the shorter one.
+      if (!rows.length || (rate && rate.seconds > 90)) rows.push([covered, rate]);
     }
     const table = h(
       "table.compact",
