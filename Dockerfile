@@ -16,7 +16,11 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
+COPY jobclient ./jobclient
 RUN pip install .
+
+# /docs reads the proto's comments for its descriptions.
+COPY proto ./proto
 
 # What `alembic upgrade head` (the compose file's migrate service) reads.
 COPY alembic.ini ./

@@ -99,7 +99,8 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
         settings.max_message_bytes,
         tokens if settings.metrics_require_token else None,
     )
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # handler_cancellation: a REST watch whose client went away must not keep streaming.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, settings.bind_host, settings.http_port, ssl_context=tls.ssl_context() if tls else None)
     await site.start()
