@@ -229,3 +229,18 @@ def test_context_cancellation_reaches_waiting_threads():
     waiter.join(5)
     assert results == [True] and time.monotonic() - started < 2
     assert ctx.cancelled and ctx.wait_cancelled(0) is True
+
+
+def test_report_progress_keeps_the_latest_and_checks_its_range() -> None:
+    from services.executor.context import JobContext
+
+    ctx = JobContext(1, "t", 1, 3, 30.0)
+    assert ctx.take_progress() is None
+    ctx.report_progress(10, "starting")
+    ctx.report_progress(42.6, "x" * 5000)
+    percent, message = ctx.take_progress() or (None, "")
+    assert percent == 43 and len(message) == 1000
+    assert ctx.take_progress() is None
+    for bad in (-1, 100.5):
+        with pytest.raises(ValueError, match="between 0 and 100"):
+            ctx.report_progress(bad)

@@ -208,3 +208,18 @@ def _struct(**values: Any) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(values)
     return message
+
+
+def test_progress_reported_by_a_handler_reaches_a_watcher_while_the_job_runs(stack: Stack) -> None:
+    job = stack.stub.SubmitJob(pb.SubmitJobRequest(type="sleep", payload=_struct(seconds=4))).job
+    seen: list[tuple[int, str]] = []
+    for update in stack.stub.WatchJob(pb.WatchJobRequest(job_id=job.job_id), timeout=30):
+        if update.status == pb.Job.PROCESSING and update.HasField("progress"):
+            seen.append((update.progress.percent, update.progress.message))
+    assert update.status == pb.Job.COMPLETED
+    percents = [percent for percent, _ in seen]
+    assert len(percents) >= 2, seen
+    assert percents == sorted(percents) and 0 < percents[-1] < 100
+    assert "of 4 s" in seen[-1][1]
+    rest = stack.api.get(f"/jobs/{job.job_id}").body
+    assert rest["progress"]["percent"] == percents[-1]

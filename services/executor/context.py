@@ -13,6 +13,8 @@ __all__ = ["JobContext"]
 
 _logger = logging.getLogger("services.executor.job")
 _EVENT_LOCK = threading.Lock()
+# Longer messages are cut: progress is a status line, not a log.
+MAX_PROGRESS_MESSAGE = 1000
 
 
 class JobContext:
@@ -27,6 +29,7 @@ class JobContext:
         "_cancelled",
         "_deadline_monotonic",
         "_event",
+        "_progress",
         "_traceparent",
         "attempt",
         "job_id",
@@ -52,6 +55,8 @@ class JobContext:
         self._cancelled = False
         # Created only when a sync handler waits on it: most jobs never need one.
         self._event: threading.Event | None = None
+        # The latest progress not yet written; the heartbeat loop writes it (about once a second).
+        self._progress: tuple[int, str] | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -96,6 +101,21 @@ class JobContext:
         if trace_id is not None:
             fields["trace_id"] = trace_id
         return logging.LoggerAdapter(_logger, fields)
+
+    def report_progress(self, percent: float, message: str = "") -> None:
+        """Record how far the handler has got (0-100) and what it is doing; safe from any thread.
+
+        Cheap enough to call in a tight loop: only the latest report is kept, and the executor stores it
+        on the job about once a second, where GetJob, WatchJob, REST and ``jobctl watch`` show it.
+        """
+        if not 0 <= percent <= 100:
+            raise ValueError(f"progress percent must be between 0 and 100, got {percent}")
+        self._progress = (round(percent), str(message)[:MAX_PROGRESS_MESSAGE])
+
+    def take_progress(self) -> tuple[int, str] | None:
+        """The progress reported since the last call, if any (called by the executor, not by handlers)."""
+        progress, self._progress = self._progress, None
+        return progress
 
     def cancel(self) -> None:
         """Tell the handler to stop (called by the executor, not by handlers)."""

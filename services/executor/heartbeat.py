@@ -1,4 +1,5 @@
-"""The heartbeat loop: keeps this executor's leases alive, and notices cancel requests and lost leases.
+"""The heartbeat loop: keeps this executor's leases alive, notices cancel requests and lost leases, and
+writes the progress handlers reported since its last tick (one report_progress statement for all).
 
 Every ``heartbeat_interval`` one heartbeat_leases statement extends every lease this executor holds
 (running jobs, and jobs whose outcome waits to be written) and reports on each. Between heartbeats, a
@@ -54,6 +55,7 @@ class Heartbeat:
         loop = asyncio.get_running_loop()
         last_extended = loop.time()
         while not await sleep_or_stop(self._stopped, self._check_interval):
+            await self._write_progress()
             running = self._runner.running_leases()
             extend = loop.time() - last_extended >= self._heartbeat_interval - self._check_interval / 2
             try:
@@ -75,6 +77,18 @@ class Heartbeat:
                 logger.exception("heartbeat failed; retrying")
                 continue
             self._apply(states, dict(running))
+
+    async def _write_progress(self) -> None:
+        reports = self._runner.pending_progress()
+        if not reports:
+            return
+        try:
+            async with self._write_lock:
+                await self._database.call("report_progress", self._queue.report_progress, reports)
+        except DatabaseUnavailable:
+            pass  # progress is advisory: the next report replaces it anyway
+        except Exception:
+            logger.exception("writing progress failed")
 
     def _apply(self, states: list[LeaseState], running: dict[int, str]) -> None:
         for state in states:

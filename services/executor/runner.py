@@ -142,6 +142,15 @@ class Runner:
         """(job_id, lease_token) of every running attempt."""
         return [(job_id, attempt.job.lease_token) for job_id, attempt in self._running.items()]
 
+    def pending_progress(self) -> list[tuple[int, str, int, str]]:
+        """(job_id, lease_token, percent, message) of the running attempts that reported progress."""
+        reports = []
+        for job_id, attempt in self._running.items():
+            progress = attempt.context.take_progress()
+            if progress is not None and not attempt.finished:
+                reports.append((job_id, attempt.job.lease_token, *progress))
+        return reports
+
     def is_running(self, job_id: int, lease_token: str | None = None) -> bool:
         """Whether an attempt of ``job_id`` (under ``lease_token``, when given) is running."""
         attempt = self._running.get(job_id)

@@ -14,6 +14,7 @@ __all__ = ["DeliberateFailure", "echo", "fail", "number_field", "sleep"]
 
 MAX_SLEEP_SECONDS = 7 * 24 * 3600.0
 DEFAULT_FAIL_MESSAGE = "failed on purpose"
+PROGRESS_STEP_SECONDS = 1.0
 
 
 class DeliberateFailure(Exception):
@@ -28,10 +29,14 @@ def echo(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 @handler("sleep")
 async def sleep(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Sleep ``seconds`` (default 1). A cancel or timeout cancels the sleep at once (the task is cancelled)."""
+    """Sleep ``seconds`` (default 1), reporting progress about once a second. A cancel or timeout cancels
+    the sleep at once (the task is cancelled)."""
     seconds = number_field(payload, "seconds", default=1.0, minimum=0.0, maximum=MAX_SLEEP_SECONDS)
-    if not ctx.cancelled:
-        await asyncio.sleep(seconds)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while not ctx.cancelled and (left := end - loop.time()) > 0:
+        ctx.report_progress(100 * (seconds - left) / seconds, f"{seconds - left:.0f} of {seconds:g} s")
+        await asyncio.sleep(min(left, PROGRESS_STEP_SECONDS))
     return {"slept_seconds": seconds}
 
 
