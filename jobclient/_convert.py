@@ -12,7 +12,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 
 from jobclient.errors import InvalidArgument
-from jobclient.models import Job, JobSpec, JobStatus, RecentFailure, Stats
+from jobclient.models import Job, JobSpec, JobStatus, Progress, RecentFailure, Stats
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 
 __all__ = [
@@ -76,17 +76,23 @@ def job_from_proto(message: pb.Job, created: bool | None = None) -> Job:
         error_message=message.error_message if message.HasField("error_message") else None,
         result=_struct_to_dict(message.result) if message.HasField("result") else None,
         cancel_requested=message.cancel_requested,
+        progress=(
+            Progress(message.progress.percent, message.progress.message, _datetime(message.progress, "updated_at"))
+            if message.HasField("progress")
+            else None
+        ),
         created=created,
     )
 
 
 def same_version(a: Job, b: Job) -> bool:
     """True when ``b`` shows no change from ``a`` (what WatchJob itself compares)."""
-    return (a.status, a.updated_at, a.attempts, a.cancel_requested) == (
+    return (a.status, a.updated_at, a.attempts, a.cancel_requested, a.progress) == (
         b.status,
         b.updated_at,
         b.attempts,
         b.cancel_requested,
+        b.progress,
     )
 
 

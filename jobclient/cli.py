@@ -301,6 +301,7 @@ def _job_detail(job: Job) -> str:
         ("payload", json.dumps(job.payload, sort_keys=True)),
         ("result", json.dumps(job.result, sort_keys=True) if job.result is not None else "-"),
         ("error", job.error_message or "-"),
+        ("progress", f"{job.progress.percent}% {job.progress.message}".strip() if job.progress else "-"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
@@ -315,6 +316,10 @@ def _watch_state(job: Job) -> str:
     parts = [f"job {job.job_id}", job.status.value, f"attempt {job.attempts}/{job.max_attempts}"]
     if job.cancel_requested and not job.finished:
         parts.append("cancel requested")
+    if job.progress is not None and job.status is JobStatus.PROCESSING:
+        parts.append(
+            f"{job.progress.percent}%" + (f" {_short(job.progress.message, 100)}" if job.progress.message else "")
+        )
     if job.error_message:
         parts.append(f"error: {_short(job.error_message, 200)}")
     if job.status is JobStatus.COMPLETED and job.result is not None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
-__all__ = ["FINISHED_STATUSES", "Job", "JobSpec", "JobStatus", "RecentFailure", "Stats", "isoformat"]
+__all__ = ["FINISHED_STATUSES", "Job", "JobSpec", "JobStatus", "Progress", "RecentFailure", "Stats", "isoformat"]
 
 
 class JobStatus(str, Enum):
@@ -49,6 +49,22 @@ def isoformat(value: datetime | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """How far a running handler says it has got."""
+
+    percent: int
+    message: str
+    updated_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "percent": self.percent,
+            "message": self.message,
+            "updated_at": isoformat(self.updated_at) if self.updated_at else None,
+        }
+
+
+@dataclass(frozen=True)
 class Job:
     """A job as the service reported it. Datetimes are timezone-aware (UTC); payload and result are plain
     JSON-like dicts (integral numbers come back as ``int``)."""
@@ -73,6 +89,8 @@ class Job:
     error_message: str | None = None
     result: dict[str, Any] | None = None
     cancel_requested: bool = False
+    progress: Progress | None = None
+    """The latest progress the running attempt's handler reported (None before any report)."""
     created: bool | None = field(default=None, compare=False)
     """Only on jobs returned by ``submit``/``submit_many``: True when this call created the job, False when
     an earlier submit with the same idempotency key had (the existing job is returned). None elsewhere."""
@@ -94,6 +112,8 @@ class Job:
                 value = isoformat(value)
             elif isinstance(value, JobStatus):
                 value = value.value
+            elif isinstance(value, Progress):
+                value = value.to_dict()
             out[item.name] = value
         return out
 

@@ -287,3 +287,11 @@ def test_token_and_tls_flags_and_environment(secure_api: tuple[ApiServer, Path],
     assert plaintext.returncode == 2 and "cannot reach the job service" in one_line(plaintext.stderr)
     missing_cert = jobctl("stats", "--ca-cert", "/nonexistent/ca.pem")
     assert missing_cert.returncode == 2 and "is not a readable file" in one_line(missing_cert.stderr)
+
+
+def test_watch_shows_progress_while_the_job_runs(jobctl: Jobctl, client: JobClient) -> None:
+    job = client.submit("sleep", {"seconds": 3})
+    result = jobctl("watch", str(job.job_id), "--timeout", "30")
+    assert result.returncode == 0, result.stderr
+    assert "PROCESSING" in result.stdout and "of 3 s" in result.stdout, result.stdout
+    assert client.get(job.job_id).progress is not None
