@@ -10,6 +10,7 @@ work is done. Each test then checks one part of what was recorded.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gzip
 import http.server
 import json
@@ -18,10 +19,10 @@ import secrets
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from opentelemetry import trace
@@ -49,6 +50,8 @@ from tests.support.database import fresh_database, server_url
 from tests.support.processes import ServiceProcess, free_port, wait_until
 
 pytestmark = pytest.mark.slow
+
+T = TypeVar("T")
 
 # Values that must never reach a log line: they are only in the jobs' payloads.
 SECRET = f"payload-secret-{secrets.token_hex(6)}"
@@ -447,6 +450,13 @@ def _runner(handlers: dict[str, Callable[..., Any]], inline: bool = False) -> Ru
     return RunnerUnderTest(runner, tracing, exporter, reported)
 
 
+def _run_on_a_fresh_loop(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """asyncio.run in a thread of its own: a test before this one may leave a loop running in this thread
+    (playwright's sync API does)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, scenario()).result(timeout=60)
+
+
 def _leased(job_type: str, attempt: int = 1, timeout: int = 30, traceparent: str | None = None) -> LeasedJob:
     return LeasedJob(7, job_type, 5, {}, attempt, 3, timeout, "token", 0.0, traceparent)
 
@@ -484,7 +494,7 @@ def test_attempt_spans_name_every_ending() -> None:
         runner.shutdown_threads()
         return under_test
 
-    under_test = asyncio.run(scenario())
+    under_test = _run_on_a_fresh_loop(scenario)
     spans = {_attributes(span)["job.id"]: span for span in under_test.exporter.get_finished_spans()}
     assert {job_id: _attributes(span)["job.outcome"] for job_id, span in spans.items()} == {
         7: "completed",
@@ -517,7 +527,7 @@ def test_inline_failures_record_the_error_and_the_lease_link() -> None:
         tracing.record_lease(time.time_ns(), 4, 0)  # an empty poll: no span, and no link for what follows
         return under_test
 
-    under_test = asyncio.run(scenario())
+    under_test = _run_on_a_fresh_loop(scenario)
     lease, attempt = under_test.exporter.get_finished_spans()
     assert lease.name == "lease_jobs" and _attributes(lease)["jobs.leased"] == 1
     assert attempt.name == "job broken"
