@@ -457,8 +457,21 @@ def _run_on_a_fresh_loop(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(asyncio.run, scenario()).result(timeout=60)
 
 
-def _leased(job_type: str, attempt: int = 1, timeout: int = 30, traceparent: str | None = None) -> LeasedJob:
-    return LeasedJob(7, job_type, 5, {}, attempt, 3, timeout, "token", 0.0, traceparent)
+def _leased(
+    job_type: str, job_id: int = 7, attempt: int = 1, timeout: int = 30, traceparent: str | None = None
+) -> LeasedJob:
+    return LeasedJob(
+        job_id=job_id,
+        type=job_type,
+        priority=5,
+        payload={},
+        attempt=attempt,
+        max_attempts=3,
+        timeout_seconds=timeout,
+        lease_token=f"token-{job_id}",
+        queue_wait_seconds=0.0,
+        traceparent=traceparent,
+    )
 
 
 def _attributes(span: ReadableSpan) -> dict[str, Any]:
@@ -481,10 +494,10 @@ def test_attempt_spans_name_every_ending() -> None:
         under_test = _runner({"slow": slow, "quick": quick})
         runner = under_test.runner
         runner.start(_leased("quick", traceparent=header))  # a thread: the context goes with it
-        runner.start(LeasedJob(8, "slow", 5, {}, 1, 3, 1, "t8", 0.0, header))  # times out after 1 s
-        runner.start(LeasedJob(9, "slow", 5, {}, 3, 3, 30, "t9", 0.0, None))
-        runner.start(LeasedJob(10, "slow", 5, {}, 1, 3, 30, "t10", 0.0, None))
-        runner.start(LeasedJob(11, "slow", 5, {}, 1, 3, 30, "t11", 0.0, None))
+        runner.start(_leased("slow", job_id=8, timeout=1, traceparent=header))  # times out after 1 s
+        runner.start(_leased("slow", job_id=9, attempt=3))
+        runner.start(_leased("slow", job_id=10))
+        runner.start(_leased("slow", job_id=11))
         await asyncio.sleep(0.1)
         runner.cancel(9)
         runner.lose(10)
