@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from shared.database.jobs import JobStore
+from shared.errors import DatabaseUnavailable
 from shared.jobs import FINISHED_STATUSES, Job, JobStatus, NewJob
 from tests.support.database import fresh_database, server_url
 from tests.support.processes import ServiceProcess, free_port, wait_until
@@ -112,7 +113,10 @@ def wait_for_jobs(
 
     def done() -> bool:
         nonlocal found
-        found = get_jobs(engine, ids)
+        try:
+            found = get_jobs(engine, ids)
+        except DatabaseUnavailable:
+            return False  # a pooled connection from before a database restart: the next try gets a fresh one
         return len(found) == len(ids) and all(job.status in statuses for job in found.values())
 
     try:
