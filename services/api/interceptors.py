@@ -4,6 +4,7 @@ unexpected errors as INTERNAL without leaking details, and counts and latency by
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,8 +28,9 @@ SERVICE = "jobs.v1.JobService"
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, tokens: TokenChecker) -> None:
+    def __init__(self, tokens: TokenChecker, request_timeout_seconds: float | None = None) -> None:
         self.tokens = tokens
+        self.request_timeout_seconds = request_timeout_seconds
 
     async def intercept_service(
         self,
@@ -47,7 +49,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return _refuse(method, handler)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary),
+                _wrap_unary(method, handler.unary_unary, self.request_timeout_seconds),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -114,6 +116,8 @@ def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> 
         return code.name if isinstance(code, grpc.StatusCode) else "OK"
     if isinstance(error, JobServiceError):
         return grpc_code(error).name
+    if isinstance(error, TimeoutError):
+        return "DEADLINE_EXCEEDED"
     if isinstance(error, grpc.aio.AbortError | grpc.RpcError):
         code = context.code()
         return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
@@ -138,14 +142,19 @@ def _finish(span: trace.Span, method: str, code: str, started: float) -> None:
     span.end()
 
 
-def _wrap_unary(method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap_unary(method: str, behaviour: Callable[..., Any], timeout: float | None = None) -> Callable[..., Any]:
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         span = _start_span(method, context)
         error: BaseException | None = None
         try:
             with trace.use_span(span, end_on_exit=False):
-                return await behaviour(request, context)
+                if timeout is None:
+                    return await behaviour(request, context)
+                return await asyncio.wait_for(behaviour(request, context), timeout)
+        except TimeoutError as exc:
+            error = exc
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"{method} took longer than {timeout:g} s")
         except (grpc.aio.AbortError, grpc.RpcError) as exc:
             error = exc
             raise

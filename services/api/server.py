@@ -72,7 +72,8 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
     tokens = TokenChecker(settings.api_tokens)
-    server = grpc.aio.server(interceptors=[ServiceInterceptor(tokens)], options=message_options)
+    interceptor = ServiceInterceptor(tokens, settings.request_timeout_seconds)
+    server = grpc.aio.server(interceptors=[interceptor], options=message_options)
     servicer = JobServicer(store, settings, SUBMIT_WRITERS)
     pb_grpc.add_JobServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()

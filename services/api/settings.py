@@ -13,6 +13,8 @@ Environment variables (flags of ``python -m services.api`` override the common o
 - MAX_MESSAGE_BYTES          largest gRPC message and REST body (default 16777216)
 - JOB_TIMEOUT_SECONDS        timeout_seconds of jobs submitted without one (default 300)
 - WATCH_POLL_INTERVAL_SECONDS  how often WatchJob looks for changes (default 0.1)
+- REQUEST_TIMEOUT_SECONDS    longest a unary RPC (and so a REST call) may take before it fails with
+                             DEADLINE_EXCEEDED (504), whatever deadline the client sent (default 30)
 - API_TOKENS                 comma-separated bearer tokens; when set (or API_TOKENS_FILE), every call
                              but health checks needs ``authorization: Bearer <token>``
 - API_TOKENS_FILE            a file of tokens, one per line
@@ -43,6 +45,7 @@ DEFAULT_PAGE_SIZE = 50
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DEFAULT_JOB_TIMEOUT_SECONDS = 300
 DEFAULT_WATCH_POLL_INTERVAL_SECONDS = 0.1
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class ApiSettings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     job_timeout_seconds: int = DEFAULT_JOB_TIMEOUT_SECONDS
     watch_poll_interval_seconds: float = DEFAULT_WATCH_POLL_INTERVAL_SECONDS
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
     log_level: str = "INFO"
     log_format: str = "text"
     api_tokens: frozenset[str] = frozenset()
@@ -95,6 +99,9 @@ class ApiSettings:
             job_timeout_seconds=env_int("JOB_TIMEOUT_SECONDS", DEFAULT_JOB_TIMEOUT_SECONDS, 1, 7 * 86400, env),
             watch_poll_interval_seconds=env_float(
                 "WATCH_POLL_INTERVAL_SECONDS", DEFAULT_WATCH_POLL_INTERVAL_SECONDS, 0.01, 60, env
+            ),
+            request_timeout_seconds=env_float(
+                "REQUEST_TIMEOUT_SECONDS", DEFAULT_REQUEST_TIMEOUT_SECONDS, 0.1, 3600, env
             ),
             log_level=env_str("LOG_LEVEL", "INFO", env).upper(),
             log_format=log_format,
