@@ -20,9 +20,11 @@ temp folders are owner-only, and another pytest session may tighten them again a
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -129,11 +131,19 @@ class PgInstance:
         return result.returncode == 0
 
     def destroy(self) -> None:
-        """Stop the server and delete its files."""
+        """Stop the server and delete its files; never fails (it runs in teardown)."""
         try:
             self.stop("immediate")
+        except (RuntimeError, subprocess.TimeoutExpired):
+            # pg_ctl itself can die here (seen: SIGSEGV under load); end the postmaster directly.
+            self._kill_postmaster()
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _kill_postmaster(self) -> None:
+        pid_file = self.data_dir / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGQUIT)
 
     def __enter__(self) -> PgInstance:
         return self.start()
