@@ -41,7 +41,7 @@ class JobCounts:
 
 def _jobs(result: CursorResult[Any]) -> list[Job]:
     """Every row of ``result`` as a Job (plain tuples: far cheaper than SQLAlchemy's row mappings)."""
-    return Job.from_rows(list(result.keys()), result.tuples().all())
+    return Job.from_rows(list(result.keys()), result.all())
 
 
 class JobStore:

@@ -114,7 +114,7 @@ class JobQueue:
         params = {"owner": owner, "types": list(types), "limit": limit, "lease_seconds": lease_seconds}
         with translate_errors(), self.engine.begin() as conn:
             # Positional rows straight into tuples: the columns are those of LeasedJob, in its order.
-            jobs = [LeasedJob._make(row) for row in conn.execute(query("lease_jobs"), params).tuples().all()]
+            jobs = [LeasedJob._make(row) for row in conn.execute(query("lease_jobs"), params).all()]
         # RETURNING order is unspecified; the caller starts jobs in this order (priority, run_at, id).
         jobs.sort(key=_start_order)
         return jobs
@@ -166,7 +166,7 @@ class JobQueue:
             "retry_delays": [o.retry_delay for o in outcomes],
         }
         with translate_errors(), self.engine.begin() as conn:
-            rows = conn.execute(query("complete_jobs"), params).tuples().all()
+            rows = conn.execute(query("complete_jobs"), params).all()
             written = {job_id: _STATUSES[status] for job_id, status in rows}
             if JobStatus.PENDING in written.values():
                 conn.execute(query("notify_jobs_scheduled"))
