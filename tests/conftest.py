@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import Engine
 
 from shared.database.engine import create_database_engine
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
-from tests.support.api import ApiServer
+from tests.support.api import TEST_TOKEN, ApiServer, make_certificate, running_api
 from tests.support.database import fresh_database, server_url, truncate_jobs
 from tests.support.processes import ServiceProcess, free_port
 
@@ -70,3 +71,13 @@ def grpc_channel(api_server: ApiServer) -> Iterator[grpc.Channel]:
 @pytest.fixture
 def stub(api: ApiServer, grpc_channel: grpc.Channel) -> JobServiceStub:
     return JobServiceStub(grpc_channel)
+
+
+@pytest.fixture(scope="module")
+def secure_api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, Path]]:
+    """An api that needs the bearer token TEST_TOKEN and serves TLS; with its self-signed certificate."""
+    directory = tmp_path_factory.mktemp("secure-api")
+    cert, key = make_certificate(directory)
+    env = {"API_TOKENS": TEST_TOKEN, "TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key)}
+    with running_api(database_url, directory, env) as api:
+        yield api, cert

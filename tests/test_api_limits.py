@@ -6,21 +6,11 @@ from pathlib import Path
 
 import psycopg2
 
-from tests.support.api import ApiServer
-from tests.support.processes import ServiceProcess, free_port
+from tests.support.api import running_api
 
 
 def test_slow_request_hits_the_server_deadline(database_url: str, db: str, tmp_path: Path) -> None:
-    grpc_port, http_port = free_port(), free_port()
-    env = {
-        "DATABASE_URL": database_url,
-        "GRPC_PORT": str(grpc_port),
-        "HTTP_PORT": str(http_port),
-        "REQUEST_TIMEOUT_SECONDS": "0.5",
-    }
-    with ServiceProcess("services.api", env, log_dir=tmp_path).start() as process:
-        process.wait_for_port(http_port).wait_for_port(grpc_port)
-        api = ApiServer(process, grpc_port, http_port)
+    with running_api(database_url, tmp_path, {"REQUEST_TIMEOUT_SECONDS": "0.5"}) as api:
         # An uncommitted insert of the same key makes the api's insert wait inside the database.
         blocker = psycopg2.connect(db)
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
-from tests.support.api import ApiServer
+from tests.support.api import ApiServer, make_certificate, running_api
 from tests.support.processes import ServiceProcess, free_port
 
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -78,45 +77,15 @@ def test_short_tokens_are_refused_at_start(database_url: str, tmp_path: Path) ->
 
 
 def test_tls_for_grpc_and_rest(database_url: str, tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    grpc_port, http_port = free_port(), free_port()
-    env = {
-        "DATABASE_URL": database_url,
-        "GRPC_PORT": str(grpc_port),
-        "HTTP_PORT": str(http_port),
-        "TLS_CERT_FILE": str(cert),
-        "TLS_KEY_FILE": str(key),
-    }
-    with ServiceProcess("services.api", env, log_dir=tmp_path).start() as process:
-        process.wait_for_port(http_port).wait_for_port(grpc_port)
+    cert, key = make_certificate(tmp_path)
+    with running_api(database_url, tmp_path, {"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key)}) as api:
         credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
-        with grpc.secure_channel(f"localhost:{grpc_port}", credentials) as channel:
+        with grpc.secure_channel(f"localhost:{api.grpc_port}", credentials) as channel:
             reply = JobServiceStub(channel).SubmitJob(pb.SubmitJobRequest(type="secure"))
             assert reply.created
         context = ssl.create_default_context(cafile=str(cert))
-        with urllib.request.urlopen(f"https://localhost:{http_port}/jobs/{reply.job.job_id}", context=context) as r:
+        url = f"https://localhost:{api.http_port}/jobs/{reply.job.job_id}"
+        with urllib.request.urlopen(url, context=context) as r:
             assert json.loads(r.read())["type"] == "secure"
         with pytest.raises(OSError):  # plain HTTP to the TLS port
-            urllib.request.urlopen(f"http://localhost:{http_port}/health", timeout=5)
+            urllib.request.urlopen(f"http://localhost:{api.http_port}/health", timeout=5)

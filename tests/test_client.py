@@ -40,7 +40,7 @@ from jobclient import (
     WaitTimeout,
 )
 from shared.proto.jobs.v1 import job_service_pb2 as pb
-from tests.support.api import ApiServer
+from tests.support.api import TEST_TOKEN, ApiServer
 from tests.support.processes import ROOT, ServiceProcess, free_port, wait_until
 
 # Executors and scheduler tuned for quick tests (as tests/test_system.py does).
@@ -55,7 +55,7 @@ FAST = {
     "METRICS_PORT": "0",
     "EXECUTOR_HANDLERS": "tests.handlers_for_tests,examples.handlers",
 }
-TOKEN = "client-tests-token-0123456789abcdef"
+TOKEN = TEST_TOKEN
 # No executor has a handler for this type: jobs of it stay where they are put.
 IDLE = "client.idle"
 
@@ -338,38 +338,6 @@ def test_async_client_does_every_call(api: ApiServer, workers: None, db: str) ->
 
 
 # -- token auth over TLS -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def secure_api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, Path]]:
-    """An api that needs a bearer token and serves TLS; yields it and its (self-signed) certificate."""
-    directory = tmp_path_factory.mktemp("secure-api")
-    cert, key = make_certificate(directory)
-    grpc_port, http_port = free_port(), free_port()
-    env = {
-        "DATABASE_URL": database_url,
-        "GRPC_PORT": str(grpc_port),
-        "HTTP_PORT": str(http_port),
-        "API_TOKENS": TOKEN,
-        "TLS_CERT_FILE": str(cert),
-        "TLS_KEY_FILE": str(key),
-    }
-    with ServiceProcess("services.api", env, log_dir=directory).start() as process:
-        process.wait_for_port(http_port).wait_for_port(grpc_port)
-        yield ApiServer(process, grpc_port, http_port), cert
-
-
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"),
-            *("-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 def test_token_auth_over_tls(secure_api: tuple[ApiServer, Path], db: str) -> None:

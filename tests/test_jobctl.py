@@ -18,7 +18,7 @@ import pytest
 from jobclient import JobClient, JobStatus
 from tests.support.api import ApiServer
 from tests.support.processes import ROOT, ServiceProcess, free_port, wait_until
-from tests.test_client import FAST, IDLE, TOKEN, make_certificate
+from tests.test_client import FAST, IDLE, TOKEN
 
 
 @pytest.fixture(scope="module")
@@ -246,25 +246,6 @@ def test_unreachable_server_is_one_line_and_exit_2() -> None:
         timeout=30,
     )
     assert flag.returncode == 2 and "127.0.0.1:1:" not in flag.stderr and "cannot reach" in one_line(flag.stderr)
-
-
-@pytest.fixture(scope="module")
-def secure_api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, Path]]:
-    """An api that needs a bearer token and serves TLS, with its self-signed certificate."""
-    directory = tmp_path_factory.mktemp("jobctl-secure-api")
-    cert, key = make_certificate(directory)
-    grpc_port, http_port = free_port(), free_port()
-    env = {
-        "DATABASE_URL": database_url,
-        "GRPC_PORT": str(grpc_port),
-        "HTTP_PORT": str(http_port),
-        "API_TOKENS": TOKEN,
-        "TLS_CERT_FILE": str(cert),
-        "TLS_KEY_FILE": str(key),
-    }
-    with ServiceProcess("services.api", env, log_dir=directory).start() as process:
-        process.wait_for_port(http_port).wait_for_port(grpc_port)
-        yield ApiServer(process, grpc_port, http_port), cert
 
 
 def test_token_and_tls_flags_and_environment(secure_api: tuple[ApiServer, Path], db: str) -> None:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, free_port
+
+# The bearer token of the token-guarded api the tests start (16+ characters, as the api requires).
+TEST_TOKEN = "client-tests-token-0123456789abcdef"
 
 
 @dataclass
@@ -63,3 +70,27 @@ class ApiServer:
 
     def post(self, path: str, body: Any = None, **kwargs: Any) -> Reply:
         return self.request("POST", path, body, **kwargs)
+
+
+@contextmanager
+def running_api(database_url: str, log_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[ApiServer]:
+    """A real ``python -m services.api`` on free ports, stopped afterwards; ``env`` adds settings."""
+    grpc_port, http_port = free_port(), free_port()
+    settings = {"DATABASE_URL": database_url, "GRPC_PORT": str(grpc_port), "HTTP_PORT": str(http_port), **(env or {})}
+    with ServiceProcess("services.api", settings, log_dir=log_dir).start() as process:
+        process.wait_for_port(http_port).wait_for_port(grpc_port)
+        yield ApiServer(process, grpc_port, http_port)
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1, and its key (PEM files in ``directory``)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
