@@ -1,0 +1,73 @@
+"""Scale-out as KEDA would drive it, on one machine: executors added while a backlog drains raise the
+throughput, and executors removed with SIGTERM mid-run lose no job (their unfinished leases are handed back,
+the attempt not counted). Throughput is reported, never asserted: this machine's speed is not the point."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from shared.jobs import JobStatus
+from tests.support.processes import ServiceProcess
+from tests.test_executor import submit, wait_for_jobs
+
+pytestmark = pytest.mark.slow
+
+JOBS = 3000
+WINDOW_SECONDS = 2.0
+ENV = {
+    "EXECUTOR_HANDLERS": "tests.handlers_for_tests",
+    "EXECUTOR_CONCURRENCY": "4",
+    "EXECUTOR_SHUTDOWN_GRACE_SECONDS": "0.1",  # the long jobs cannot finish in it: they are handed back
+    "EXECUTOR_POLL_INTERVAL_SECONDS": "0.2",
+    "METRICS_PORT": "0",
+}
+
+
+def completed(engine) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM jobs WHERE status = 'COMPLETED'")).scalar_one())
+
+
+def throughput(engine) -> float:  # type: ignore[no-untyped-def]
+    before = completed(engine)
+    time.sleep(WINDOW_SECONDS)
+    return (completed(engine) - before) / WINDOW_SECONDS
+
+
+def test_adding_executors_drains_faster_and_sigterm_loses_nothing(db: str, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env = {"DATABASE_URL": db, "RECORD_DIR": str(tmp_path), **ENV}
+    # Mostly 20 ms jobs; every 50th takes 0.5 s, so a drained executor always has some to hand back.
+    ids = submit(engine, "tests.record", {"seconds": 0.02}, count=JOBS - JOBS // 50)
+    ids += submit(engine, "tests.record", {"seconds": 0.5}, count=JOBS // 50)
+    executors: list[ServiceProcess] = []
+    try:
+        executors.append(ServiceProcess("services.executor", env, log_dir=tmp_path).start())
+        time.sleep(1.0)  # start-up
+        one = throughput(engine)
+        executors += [ServiceProcess("services.executor", env, log_dir=tmp_path).start() for _ in range(2)]
+        time.sleep(1.0)
+        three = throughput(engine)
+        assert completed(engine) < JOBS, "the backlog drained before the scale-down: submit more jobs"
+        for executor in executors[1:]:
+            executor.signal(signal.SIGTERM)
+        for executor in executors[1:]:
+            assert executor.process is not None and executor.process.wait(20) == 0, executor.output()[-2000:]
+        jobs = wait_for_jobs(engine, ids, timeout=30)
+    finally:
+        for executor in executors:
+            executor.stop()
+    print(f"throughput: 1 executor {one:.0f} jobs/s, 3 executors {three:.0f} jobs/s")
+    assert Counter(job.status for job in jobs.values()) == {JobStatus.COMPLETED: JOBS}
+    # Handed-back attempts do not count: every job completed on its first counted attempt.
+    assert {job.attempts for job in jobs.values()} == {1}
+    executions = Counter(
+        int(line.split()[0]) for path in tmp_path.glob("*.log") if path.stem.isdigit()
+        for line in path.read_text().splitlines()
+    )  # fmt: skip
+    assert set(executions) == set(ids)
