@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from shared.jobs import JobStatus
 from tests.support.processes import ServiceProcess
@@ -29,18 +29,18 @@ ENV = {
 }
 
 
-def completed(engine) -> int:  # type: ignore[no-untyped-def]
+def completed(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM jobs WHERE status = 'COMPLETED'")).scalar_one())
 
 
-def throughput(engine) -> float:  # type: ignore[no-untyped-def]
+def throughput(engine: Engine) -> float:
     before = completed(engine)
     time.sleep(WINDOW_SECONDS)
     return (completed(engine) - before) / WINDOW_SECONDS
 
 
-def test_adding_executors_drains_faster_and_sigterm_loses_nothing(db: str, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_adding_executors_drains_faster_and_sigterm_loses_nothing(db: str, engine: Engine, tmp_path: Path) -> None:
     env = {"DATABASE_URL": db, "RECORD_DIR": str(tmp_path), **ENV}
     # Mostly 20 ms jobs; every 50th takes 0.5 s, so a drained executor always has some to hand back.
     ids = submit(engine, "tests.record", {"seconds": 0.02}, count=JOBS - JOBS // 50)
