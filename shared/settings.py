@@ -10,15 +10,26 @@ from collections.abc import Mapping
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "DEFAULT_LOG_FORMAT",
+    "DEFAULT_LOG_LEVEL",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
     "SettingsError",
     "database_url_from_env",
     "env_bool",
+    "env_choice",
     "env_float",
     "env_int",
+    "env_log_format",
+    "env_log_level",
     "env_str",
 ]
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/jobs"
+DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_LOG_FORMAT = "text"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(ValueError):
@@ -92,3 +103,24 @@ def database_url_from_env(env: Mapping[str, str] | None = None) -> str:
     if not url.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
         raise SettingsError(f"DATABASE_URL={url!r} must start with postgresql://")
     return url
+
+
+def env_choice(
+    name: str, default: str, choices: tuple[str, ...], env: Mapping[str, str] | None = None, upper: bool = False
+) -> str:
+    """One of ``choices`` (compared upper- or lower-cased); SettingsError names the variable otherwise."""
+    value = env_str(name, default, env)
+    value = value.upper() if upper else value.lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def env_log_level(env: Mapping[str, str] | None = None) -> str:
+    """LOG_LEVEL, every process's: DEBUG, INFO, WARNING or ERROR."""
+    return env_choice("LOG_LEVEL", DEFAULT_LOG_LEVEL, LOG_LEVELS, env, upper=True)
+
+
+def env_log_format(env: Mapping[str, str] | None = None) -> str:
+    """LOG_FORMAT, every process's: text or json."""
+    return env_choice("LOG_FORMAT", DEFAULT_LOG_FORMAT, LOG_FORMATS, env)

@@ -23,6 +23,7 @@ def test_defaults() -> None:
         ({"MAX_PAYLOAD_BYTES": "-1"}, "MAX_PAYLOAD_BYTES"),
         ({"WATCH_POLL_INTERVAL_SECONDS": "nan"}, "WATCH_POLL_INTERVAL_SECONDS"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"DATABASE_URL": "mysql://localhost/db"}, "DATABASE_URL"),
     ],
 )
@@ -42,3 +43,14 @@ def test_readers() -> None:
         env_int("C", 1, env=env)
     with pytest.raises(SettingsError, match="A"):
         env_bool("A", True, env=env)
+
+
+def test_every_process_reads_logging_settings_the_same_way() -> None:
+    from services.executor.settings import ExecutorSettings
+    from services.scheduler.settings import SchedulerSettings
+
+    for settings_class in (ApiSettings, SchedulerSettings, ExecutorSettings):
+        read = settings_class.from_env({"LOG_LEVEL": "debug", "LOG_FORMAT": "JSON"})
+        assert (read.log_level, read.log_format) == ("DEBUG", "json")
+        with pytest.raises(SettingsError, match="LOG_LEVEL='VERBOSE' must be one of DEBUG, INFO, WARNING, ERROR"):
+            settings_class.from_env({"LOG_LEVEL": "verbose"})

@@ -30,7 +30,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.api.auth import load_tokens
-from shared.settings import SettingsError, database_url_from_env, env_bool, env_float, env_int, env_str
+from shared.settings import (
+    SettingsError,
+    database_url_from_env,
+    env_bool,
+    env_float,
+    env_int,
+    env_log_format,
+    env_log_level,
+    env_str,
+)
 
 __all__ = ["ApiSettings"]
 
@@ -72,9 +81,6 @@ class ApiSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
         """Build the settings from environment variables; SettingsError names a bad one."""
-        log_format = env_str("LOG_FORMAT", "text", env)
-        if log_format not in {"text", "json"}:
-            raise SettingsError(f"LOG_FORMAT={log_format!r} must be text or json")
         tls_cert_file = env_str("TLS_CERT_FILE", "", env)
         tls_key_file = env_str("TLS_KEY_FILE", "", env)
         if bool(tls_cert_file) != bool(tls_key_file):
@@ -103,6 +109,6 @@ class ApiSettings:
             request_timeout_seconds=env_float(
                 "REQUEST_TIMEOUT_SECONDS", DEFAULT_REQUEST_TIMEOUT_SECONDS, 0.1, 3600, env
             ),
-            log_level=env_str("LOG_LEVEL", "INFO", env).upper(),
-            log_format=log_format,
+            log_level=env_log_level(env),
+            log_format=env_log_format(env),
         )

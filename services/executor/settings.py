@@ -33,7 +33,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.jobs import TYPE_PATTERN
-from shared.settings import SettingsError, database_url_from_env, env_bool, env_float, env_int, env_str
+from shared.settings import (
+    DEFAULT_LOG_FORMAT,
+    DEFAULT_LOG_LEVEL,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    SettingsError,
+    database_url_from_env,
+    env_bool,
+    env_float,
+    env_int,
+    env_log_format,
+    env_log_level,
+    env_str,
+)
 
 __all__ = [
     "DEFAULT_CANCEL_CHECK_INTERVAL_SECONDS",
@@ -66,11 +79,6 @@ DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 DEFAULT_RETRY_BACKOFF_BASE_SECONDS = 1.0
 DEFAULT_RETRY_BACKOFF_CAP_SECONDS = 3600.0
 DEFAULT_METRICS_PORT = 8001
-DEFAULT_LOG_LEVEL = "INFO"
-DEFAULT_LOG_FORMAT = "text"
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -117,12 +125,8 @@ class ExecutorSettings:
             raise SettingsError(
                 f"RETRY_BACKOFF_CAP_SECONDS={backoff_cap} must not be below RETRY_BACKOFF_BASE_SECONDS={backoff_base}"
             )
-        log_level = env_str("LOG_LEVEL", DEFAULT_LOG_LEVEL, env).upper()
-        if log_level not in LOG_LEVELS:
-            raise SettingsError(f"LOG_LEVEL={log_level!r} must be one of {', '.join(LOG_LEVELS)}")
-        log_format = env_str("LOG_FORMAT", DEFAULT_LOG_FORMAT, env).lower()
-        if log_format not in LOG_FORMATS:
-            raise SettingsError(f"LOG_FORMAT={log_format!r} must be text or json")
+        log_level = env_log_level(env)
+        log_format = env_log_format(env)
         return cls(
             database_url=database_url_from_env(env),
             concurrency=concurrency,

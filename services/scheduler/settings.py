@@ -26,7 +26,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from shared.settings import SettingsError, database_url_from_env, env_float, env_int, env_str
+from shared.settings import (
+    DEFAULT_LOG_FORMAT,
+    DEFAULT_LOG_LEVEL,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    database_url_from_env,
+    env_float,
+    env_int,
+    env_log_format,
+    env_log_level,
+)
 
 __all__ = [
     "DEFAULT_COMPACT_INTERVAL_SECONDS",
@@ -45,8 +55,6 @@ __all__ = [
 ]
 
 DEFAULT_METRICS_PORT = 8002
-DEFAULT_LOG_LEVEL = "INFO"
-DEFAULT_LOG_FORMAT = "text"
 DEFAULT_PROMOTE_BATCH_SIZE = 1000
 DEFAULT_MAX_IDLE_SECONDS = 1.0
 DEFAULT_RESCUE_INTERVAL_SECONDS = 1.0
@@ -57,8 +65,6 @@ DEFAULT_LEADER_RETRY_SECONDS = 1.0
 DEFAULT_RETENTION_COMPLETED_DAYS = 7.0
 DEFAULT_RETENTION_FAILED_DAYS = 30.0
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-LOG_FORMATS = ("text", "json")
 
 # Upper bounds keep a typo (seconds given as milliseconds) from silently stalling a duty.
 MAX_BATCH_SIZE = 100_000
@@ -109,8 +115,8 @@ class SchedulerSettings:
         return cls(
             database_url=database_url_from_env(env),
             metrics_port=env_int("METRICS_PORT", DEFAULT_METRICS_PORT, 0, 65535, env),
-            log_level=_choice("LOG_LEVEL", DEFAULT_LOG_LEVEL, LOG_LEVELS, env, upper=True),
-            log_format=_choice("LOG_FORMAT", DEFAULT_LOG_FORMAT, LOG_FORMATS, env),
+            log_level=env_log_level(env),
+            log_format=env_log_format(env),
             promote_batch_size=batch("SCHEDULER_PROMOTE_BATCH_SIZE", DEFAULT_PROMOTE_BATCH_SIZE),
             max_idle_seconds=interval("SCHEDULER_MAX_IDLE_SECONDS", DEFAULT_MAX_IDLE_SECONDS),
             rescue_interval_seconds=interval("SCHEDULER_RESCUE_INTERVAL_SECONDS", DEFAULT_RESCUE_INTERVAL_SECONDS),
@@ -125,13 +131,3 @@ class SchedulerSettings:
                 "RETENTION_FAILED_DAYS", DEFAULT_RETENTION_FAILED_DAYS, 0.0, MAX_RETENTION_DAYS, env
             ),
         )
-
-
-def _choice(
-    name: str, default: str, choices: tuple[str, ...], env: Mapping[str, str] | None, upper: bool = False
-) -> str:
-    value = env_str(name, default, env)
-    value = value.upper() if upper else value.lower()
-    if value not in choices:
-        raise SettingsError(f"{name}={value!r} must be one of {', '.join(choices)}")
-    return value
