@@ -9,11 +9,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
-
 from jobclient.errors import InvalidArgument
 from jobclient.models import Job, JobSpec, JobStatus, Progress, RecentFailure, Stats
 from shared.proto.jobs.v1 import job_service_pb2 as pb
+from shared.structs import struct_to_dict
 
 __all__ = [
     "job_from_proto",
@@ -25,28 +24,12 @@ __all__ = [
 ]
 
 # Struct keeps every number as a double; integral values up to this go back out as ints.
-_MAX_EXACT_INT = 2**53
 _INT32_MAX = 2**31 - 1
 
 
 def new_idempotency_key() -> str:
     """A fresh key for a submit the caller gave none: retries of that submit reuse it."""
     return str(uuid.uuid4())
-
-
-def plain_numbers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_EXACT_INT:
-        return int(value)
-    if isinstance(value, dict):
-        return {key: plain_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain_numbers(item) for item in value]
-    return value
-
-
-def _struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    result: dict[str, Any] = plain_numbers(json_format.MessageToDict(message))
-    return result
 
 
 def _datetime(message: Any, name: str) -> datetime | None:
@@ -62,7 +45,7 @@ def job_from_proto(message: pb.Job, created: bool | None = None) -> Job:
         type=message.type,
         status=JobStatus(pb.Job.Status.Name(message.status)),
         priority=message.priority,
-        payload=_struct_to_dict(message.payload),
+        payload=struct_to_dict(message.payload),
         attempts=message.attempts,
         max_attempts=message.max_attempts,
         timeout_seconds=message.timeout_seconds,
@@ -74,7 +57,7 @@ def job_from_proto(message: pb.Job, created: bool | None = None) -> Job:
         finished_at=_datetime(message, "finished_at"),
         idempotency_key=message.idempotency_key if message.HasField("idempotency_key") else None,
         error_message=message.error_message if message.HasField("error_message") else None,
-        result=_struct_to_dict(message.result) if message.HasField("result") else None,
+        result=struct_to_dict(message.result) if message.HasField("result") else None,
         cancel_requested=message.cancel_requested,
         progress=(
             Progress(message.progress.percent, message.progress.message, _datetime(message.progress, "updated_at"))

@@ -7,12 +7,13 @@ import binascii
 from datetime import datetime, timezone
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from shared.database.jobs import JobCounts
 from shared.errors import InvalidArgument
 from shared.jobs import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, Job, JobStatus, NewJob, SubmitResult
 from shared.proto.jobs.v1 import job_service_pb2 as pb
+from shared.structs import struct_to_dict
 
 __all__ = [
     "job_to_proto",
@@ -23,27 +24,6 @@ __all__ = [
     "status_from_proto",
     "submit_result_to_proto",
 ]
-
-# Struct keeps every number as a double; integral values up to this go back out as ints.
-_MAX_EXACT_INT = 2**53
-
-
-def plain_numbers(value: Any) -> Any:
-    """Struct numbers are doubles: give integral ones back as ints, as the submitter wrote them."""
-    if isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_EXACT_INT:
-        return int(value)
-    if isinstance(value, dict):
-        return {key: plain_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain_numbers(item) for item in value]
-    return value
-
-
-def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    if not message.fields:
-        return {}
-    result: dict[str, Any] = plain_numbers(json_format.MessageToDict(message))
-    return result
 
 
 def dict_to_struct(value: dict[str, Any] | None, target: struct_pb2.Struct) -> None:

@@ -25,8 +25,8 @@ from google.rpc import status_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.api.auth import TokenChecker
-from services.api.convert import plain_numbers
 from services.api.errors import http_status
+from shared.structs import plain_numbers
 
 __all__ = ["Route", "build_rest_app", "routes_for_service"]
 
