@@ -14,7 +14,7 @@ from shared.database.engine import create_database_engine
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from tests.support.api import TEST_TOKEN, ApiServer, make_certificate, running_api
 from tests.support.database import fresh_database, server_url, truncate_jobs
-from tests.support.processes import ServiceProcess, free_port
+from tests.support.processes import FAST_WORKER_ENV, ServiceProcess, free_port
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +81,17 @@ def secure_api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
     env = {"API_TOKENS": TEST_TOKEN, "TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key)}
     with running_api(database_url, directory, env) as api:
         yield api, cert
+
+
+@pytest.fixture(scope="module")
+def workers(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A scheduler and an executor (built-in, test and example handlers) on the worker's database."""
+    log_dir = tmp_path_factory.mktemp("workers")
+    env = {"DATABASE_URL": database_url, **FAST_WORKER_ENV}
+    scheduler = ServiceProcess("services.scheduler", env, log_dir=log_dir).start()
+    executor = ServiceProcess("services.executor", env, ["--concurrency", "8"], log_dir=log_dir).start()
+    try:
+        yield
+    finally:
+        executor.stop()
+        scheduler.stop()

@@ -41,37 +41,12 @@ from jobclient import (
 )
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from tests.support.api import TEST_TOKEN, ApiServer
-from tests.support.processes import ROOT, ServiceProcess, free_port, wait_until
+from tests.support.processes import FAST_WORKER_ENV, ROOT, ServiceProcess, free_port, wait_until
 
-# Executors and scheduler tuned for quick tests (as tests/test_system.py does).
-FAST = {
-    "EXECUTOR_LEASE_SECONDS": "2",
-    "EXECUTOR_HEARTBEAT_INTERVAL_SECONDS": "0.5",
-    "EXECUTOR_POLL_INTERVAL_SECONDS": "0.5",
-    "EXECUTOR_SHUTDOWN_GRACE_SECONDS": "1",
-    "RETRY_BACKOFF_BASE_SECONDS": "0.2",
-    "RETRY_BACKOFF_CAP_SECONDS": "1",
-    "SCHEDULER_RESCUE_INTERVAL_SECONDS": "0.2",
-    "METRICS_PORT": "0",
-    "EXECUTOR_HANDLERS": "tests.handlers_for_tests,examples.handlers",
-}
+FAST = FAST_WORKER_ENV
 TOKEN = TEST_TOKEN
 # No executor has a handler for this type: jobs of it stay where they are put.
 IDLE = "client.idle"
-
-
-@pytest.fixture(scope="module")
-def workers(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A scheduler and an executor (built-in, test and example handlers) on the worker's database."""
-    log_dir = tmp_path_factory.mktemp("client-workers")
-    env = {"DATABASE_URL": database_url, **FAST}
-    scheduler = ServiceProcess("services.scheduler", env, log_dir=log_dir).start()
-    executor = ServiceProcess("services.executor", env, ["--concurrency", "8"], log_dir=log_dir).start()
-    try:
-        yield
-    finally:
-        executor.stop()
-        scheduler.stop()
 
 
 @pytest.fixture

@@ -17,22 +17,8 @@ import pytest
 
 from jobclient import JobClient, JobStatus
 from tests.support.api import ApiServer
-from tests.support.processes import ROOT, ServiceProcess, free_port, wait_until
-from tests.test_client import FAST, IDLE, TOKEN
-
-
-@pytest.fixture(scope="module")
-def workers(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A scheduler and an executor (built-in, test and example handlers) on the worker's database."""
-    log_dir = tmp_path_factory.mktemp("jobctl-workers")
-    env = {"DATABASE_URL": database_url, **FAST}
-    scheduler = ServiceProcess("services.scheduler", env, log_dir=log_dir).start()
-    executor = ServiceProcess("services.executor", env, ["--concurrency", "8"], log_dir=log_dir).start()
-    try:
-        yield
-    finally:
-        executor.stop()
-        scheduler.stop()
+from tests.support.processes import ROOT, free_port, wait_until
+from tests.test_client import IDLE, TOKEN
 
 
 class Jobctl:

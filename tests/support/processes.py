@@ -13,6 +13,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Executors and a scheduler tuned for quick tests: short leases, heartbeats, polls and backoffs.
+FAST_WORKER_ENV = {
+    "EXECUTOR_LEASE_SECONDS": "2",
+    "EXECUTOR_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+    "EXECUTOR_POLL_INTERVAL_SECONDS": "0.5",
+    "EXECUTOR_SHUTDOWN_GRACE_SECONDS": "1",
+    "RETRY_BACKOFF_BASE_SECONDS": "0.2",
+    "RETRY_BACKOFF_CAP_SECONDS": "1",
+    "SCHEDULER_RESCUE_INTERVAL_SECONDS": "0.2",
+    "METRICS_PORT": "0",
+    "EXECUTOR_HANDLERS": "tests.handlers_for_tests,examples.handlers",
+}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
