@@ -25,7 +25,9 @@ class JobStatus(str, Enum):
     FAILED = "FAILED"
     """Attempts used up (the dead-letter state); ``retry`` re-queues it."""
     CANCELLED = "CANCELLED"
-    """Cancelled before it finished."""
+    """Cancelled before it finished (or because a job it depends on failed or was cancelled)."""
+    WAITING = "WAITING"
+    """Waiting for the jobs it depends on to complete."""
 
     @property
     def finished(self) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 from shared.errors import InvalidArgument
 
 __all__ = [
+    "ACTIVE_STATUSES",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_PRIORITY",
     "FINISHED_STATUSES",
@@ -33,6 +34,7 @@ MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 class JobStatus(str, Enum):
     """Where a job is in its life; the names are those of the database enum and the proto."""
 
+    WAITING = "WAITING"
     PENDING = "PENDING"
     READY = "READY"
     PROCESSING = "PROCESSING"
@@ -46,6 +48,7 @@ class JobStatus(str, Enum):
 
 
 FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset(JobStatus) - FINISHED_STATUSES
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,12 @@ class Job:
     progress_percent: int | None = None
     progress_message: str | None = None
     progress_at: datetime | None = None
+    depends_on: Sequence[int] = ()
+    pending_dependencies: int = 0
+    callback_url: str | None = None
+    concurrency_key: str | None = None
+    unique_key: str | None = None
+    schedule_name: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:
@@ -112,6 +121,14 @@ class NewJob:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     timeout_seconds: int | None = None
     traceparent: str | None = None
+    depends_on: Sequence[int] = ()
+    # SubmitJobs only: positions of earlier jobs of the same batch this one depends on.
+    depends_on_index: Sequence[int] = ()
+    callback_url: str | None = None
+    concurrency_key: str | None = None
+    unique_key: str | None = None
+    # Set by the scheduler for jobs of a periodic schedule; never by a client.
+    schedule_name: str | None = None
 
     def validate(self, max_payload_bytes: int) -> str:
         """Raise InvalidArgument naming the first bad field; return the payload encoded as JSON."""

@@ -179,6 +179,7 @@ def test_stats_report_failures(stub: JobServiceStub, db: str) -> None:
     )
     stats = stub.GetStats(pb.GetStatsRequest())
     assert dict(stats.status_breakdown) == {
+        "WAITING": 0,
         "PENDING": 0,
         "READY": 3,
         "PROCESSING": 0,

@@ -65,6 +65,11 @@ def new_job_from_proto(
         max_attempts=request.max_attempts if request.HasField("max_attempts") else DEFAULT_MAX_ATTEMPTS,
         timeout_seconds=(request.timeout_seconds if request.HasField("timeout_seconds") else default_timeout_seconds),
         traceparent=traceparent,
+        depends_on=tuple(request.depends_on),
+        depends_on_index=tuple(request.depends_on_index),
+        callback_url=request.callback_url if request.HasField("callback_url") else None,
+        concurrency_key=request.concurrency_key if request.HasField("concurrency_key") else None,
+        unique_key=request.unique_key if request.HasField("unique_key") else None,
     )
 
 
@@ -78,9 +83,16 @@ def job_to_proto(job: Job) -> pb.Job:
         max_attempts=job.max_attempts,
         timeout_seconds=job.timeout_seconds,
         cancel_requested=job.cancel_requested,
+        depends_on=job.depends_on,
+        pending_dependencies=job.pending_dependencies,
     )
-    if job.idempotency_key is not None:
-        message.idempotency_key = job.idempotency_key
+    for field in ("idempotency_key", "concurrency_key", "unique_key"):
+        if (value := getattr(job, field)) is not None:
+            setattr(message, field, value)
+    if job.schedule_name is not None:
+        message.schedule = job.schedule_name
+    if job.callback_url is not None:
+        message.callback.url = job.callback_url
     if job.error_message is not None:
         message.error_message = job.error_message
     dict_to_struct(job.payload, message.payload)

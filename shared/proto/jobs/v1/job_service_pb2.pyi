@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "type", "idempotency_key", "status", "priority", "payload", "created_at", "updated_at", "scheduled_at", "started_at", "finished_at", "error_message", "attempts", "result", "max_attempts", "timeout_seconds", "run_at", "cancel_requested", "progress")
+    __slots__ = ("job_id", "type", "idempotency_key", "status", "priority", "payload", "created_at", "updated_at", "scheduled_at", "started_at", "finished_at", "error_message", "attempts", "result", "max_attempts", "timeout_seconds", "run_at", "cancel_requested", "progress", "depends_on", "pending_dependencies", "callback", "concurrency_key", "unique_key", "schedule")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[Job.Status]
@@ -23,6 +23,7 @@ class Job(_message.Message):
         COMPLETED: _ClassVar[Job.Status]
         FAILED: _ClassVar[Job.Status]
         CANCELLED: _ClassVar[Job.Status]
+        WAITING: _ClassVar[Job.Status]
     STATUS_UNSPECIFIED: Job.Status
     PENDING: Job.Status
     READY: Job.Status
@@ -30,6 +31,7 @@ class Job(_message.Message):
     COMPLETED: Job.Status
     FAILED: Job.Status
     CANCELLED: Job.Status
+    WAITING: Job.Status
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +51,12 @@ class Job(_message.Message):
     RUN_AT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
+    PENDING_DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_KEY_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     job_id: int
     type: str
     idempotency_key: str
@@ -68,7 +76,13 @@ class Job(_message.Message):
     run_at: _timestamp_pb2.Timestamp
     cancel_requested: bool
     progress: Progress
-    def __init__(self, job_id: _Optional[int] = ..., type: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., status: _Optional[_Union[Job.Status, str]] = ..., priority: _Optional[int] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_message: _Optional[str] = ..., attempts: _Optional[int] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., max_attempts: _Optional[int] = ..., timeout_seconds: _Optional[int] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_requested: _Optional[bool] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
+    depends_on: _containers.RepeatedScalarFieldContainer[int]
+    pending_dependencies: int
+    callback: Callback
+    concurrency_key: str
+    unique_key: str
+    schedule: str
+    def __init__(self, job_id: _Optional[int] = ..., type: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., status: _Optional[_Union[Job.Status, str]] = ..., priority: _Optional[int] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_message: _Optional[str] = ..., attempts: _Optional[int] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., max_attempts: _Optional[int] = ..., timeout_seconds: _Optional[int] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_requested: _Optional[bool] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., depends_on: _Optional[_Iterable[int]] = ..., pending_dependencies: _Optional[int] = ..., callback: _Optional[_Union[Callback, _Mapping]] = ..., concurrency_key: _Optional[str] = ..., unique_key: _Optional[str] = ..., schedule: _Optional[str] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("percent", "message", "updated_at")
@@ -80,8 +94,36 @@ class Progress(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     def __init__(self, percent: _Optional[int] = ..., message: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class Callback(_message.Message):
+    __slots__ = ("url", "state", "attempts", "last_error", "delivery_job_id", "delivered_at")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Callback.State]
+        WAITING: _ClassVar[Callback.State]
+        SENDING: _ClassVar[Callback.State]
+        DELIVERED: _ClassVar[Callback.State]
+        FAILED: _ClassVar[Callback.State]
+    STATE_UNSPECIFIED: Callback.State
+    WAITING: Callback.State
+    SENDING: Callback.State
+    DELIVERED: Callback.State
+    FAILED: Callback.State
+    URL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_AT_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    state: Callback.State
+    attempts: int
+    last_error: str
+    delivery_job_id: int
+    delivered_at: _timestamp_pb2.Timestamp
+    def __init__(self, url: _Optional[str] = ..., state: _Optional[_Union[Callback.State, str]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., delivery_job_id: _Optional[int] = ..., delivered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("type", "payload", "idempotency_key", "priority", "scheduled_at", "max_attempts", "timeout_seconds")
+    __slots__ = ("type", "payload", "idempotency_key", "priority", "scheduled_at", "max_attempts", "timeout_seconds", "depends_on", "depends_on_index", "callback_url", "concurrency_key", "unique_key")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +131,11 @@ class SubmitJobRequest(_message.Message):
     SCHEDULED_AT_FIELD_NUMBER: _ClassVar[int]
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_URL_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_KEY_FIELD_NUMBER: _ClassVar[int]
     type: str
     payload: _struct_pb2.Struct
     idempotency_key: str
@@ -96,7 +143,12 @@ class SubmitJobRequest(_message.Message):
     scheduled_at: _timestamp_pb2.Timestamp
     max_attempts: int
     timeout_seconds: int
-    def __init__(self, type: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_attempts: _Optional[int] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
+    depends_on: _containers.RepeatedScalarFieldContainer[int]
+    depends_on_index: _containers.RepeatedScalarFieldContainer[int]
+    callback_url: str
+    concurrency_key: str
+    unique_key: str
+    def __init__(self, type: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_attempts: _Optional[int] = ..., timeout_seconds: _Optional[int] = ..., depends_on: _Optional[_Iterable[int]] = ..., depends_on_index: _Optional[_Iterable[int]] = ..., callback_url: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., unique_key: _Optional[str] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
     __slots__ = ("job", "created")
@@ -205,3 +257,105 @@ class WatchJobRequest(_message.Message):
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: int
     def __init__(self, job_id: _Optional[int] = ...) -> None: ...
+
+class TypeLimits(_message.Message):
+    __slots__ = ("type", "max_running", "max_running_per_key", "rate_limit", "rate_period_seconds", "updated_at")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_PER_KEY_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RATE_PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    max_running: int
+    max_running_per_key: int
+    rate_limit: int
+    rate_period_seconds: int
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, type: _Optional[str] = ..., max_running: _Optional[int] = ..., max_running_per_key: _Optional[int] = ..., rate_limit: _Optional[int] = ..., rate_period_seconds: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetTypeLimitsRequest(_message.Message):
+    __slots__ = ("type", "max_running", "max_running_per_key", "rate_limit", "rate_period_seconds")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_PER_KEY_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RATE_PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    max_running: int
+    max_running_per_key: int
+    rate_limit: int
+    rate_period_seconds: int
+    def __init__(self, type: _Optional[str] = ..., max_running: _Optional[int] = ..., max_running_per_key: _Optional[int] = ..., rate_limit: _Optional[int] = ..., rate_period_seconds: _Optional[int] = ...) -> None: ...
+
+class ListTypeLimitsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTypeLimitsResponse(_message.Message):
+    __slots__ = ("limits",)
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    limits: _containers.RepeatedCompositeFieldContainer[TypeLimits]
+    def __init__(self, limits: _Optional[_Iterable[_Union[TypeLimits, _Mapping]]] = ...) -> None: ...
+
+class DeleteTypeLimitsRequest(_message.Message):
+    __slots__ = ("type",)
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    def __init__(self, type: _Optional[str] = ...) -> None: ...
+
+class DeleteTypeLimitsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("name", "cron", "time_zone", "job", "next_run_at", "last_run_at", "last_job_id", "created_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    cron: str
+    time_zone: str
+    job: SubmitJobRequest
+    next_run_at: _timestamp_pb2.Timestamp
+    last_run_at: _timestamp_pb2.Timestamp
+    last_job_id: int
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., cron: _Optional[str] = ..., time_zone: _Optional[str] = ..., job: _Optional[_Union[SubmitJobRequest, _Mapping]] = ..., next_run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_job_id: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateScheduleRequest(_message.Message):
+    __slots__ = ("schedule",)
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    schedule: Schedule
+    def __init__(self, schedule: _Optional[_Union[Schedule, _Mapping]] = ...) -> None: ...
+
+class GetScheduleRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListSchedulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSchedulesResponse(_message.Message):
+    __slots__ = ("schedules",)
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
+    def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
+
+class DeleteScheduleRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteScheduleResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -78,6 +78,41 @@ class JobServiceStub:
                 request_serializer=jobs_dot_v1_dot_job__service__pb2.WatchJobRequest.SerializeToString,
                 response_deserializer=jobs_dot_v1_dot_job__service__pb2.Job.FromString,
                 _registered_method=True)
+        self.SetTypeLimits = channel.unary_unary(
+                '/jobs.v1.JobService/SetTypeLimits',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.SetTypeLimitsRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.TypeLimits.FromString,
+                _registered_method=True)
+        self.ListTypeLimits = channel.unary_unary(
+                '/jobs.v1.JobService/ListTypeLimits',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.ListTypeLimitsRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.ListTypeLimitsResponse.FromString,
+                _registered_method=True)
+        self.DeleteTypeLimits = channel.unary_unary(
+                '/jobs.v1.JobService/DeleteTypeLimits',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.DeleteTypeLimitsRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.DeleteTypeLimitsResponse.FromString,
+                _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/jobs.v1.JobService/CreateSchedule',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/jobs.v1.JobService/GetSchedule',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/jobs.v1.JobService/ListSchedules',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/jobs.v1.JobService/DeleteSchedule',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -150,6 +185,52 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTypeLimits(self, request, context):
+        """Creates or replaces the limits of one job type, enforced across all executors.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTypeLimits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTypeLimits(self, request, context):
+        """Removes every limit of a job type.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSchedule(self, request, context):
+        """Creates a periodic schedule; the scheduler submits one job per occurrence.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Deletes a schedule; jobs it already submitted are left alone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +273,41 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=jobs_dot_v1_dot_job__service__pb2.WatchJobRequest.FromString,
                     response_serializer=jobs_dot_v1_dot_job__service__pb2.Job.SerializeToString,
+            ),
+            'SetTypeLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTypeLimits,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.SetTypeLimitsRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.TypeLimits.SerializeToString,
+            ),
+            'ListTypeLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTypeLimits,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.ListTypeLimitsRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.ListTypeLimitsResponse.SerializeToString,
+            ),
+            'DeleteTypeLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTypeLimits,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.DeleteTypeLimitsRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.DeleteTypeLimitsResponse.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.Schedule.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.GetScheduleRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.Schedule.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.DeleteScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -414,6 +530,195 @@ class JobService:
             '/jobs.v1.JobService/WatchJob',
             jobs_dot_v1_dot_job__service__pb2.WatchJobRequest.SerializeToString,
             jobs_dot_v1_dot_job__service__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTypeLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/SetTypeLimits',
+            jobs_dot_v1_dot_job__service__pb2.SetTypeLimitsRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.TypeLimits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTypeLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/ListTypeLimits',
+            jobs_dot_v1_dot_job__service__pb2.ListTypeLimitsRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.ListTypeLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTypeLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/DeleteTypeLimits',
+            jobs_dot_v1_dot_job__service__pb2.DeleteTypeLimitsRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.DeleteTypeLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/CreateSchedule',
+            jobs_dot_v1_dot_job__service__pb2.CreateScheduleRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/GetSchedule',
+            jobs_dot_v1_dot_job__service__pb2.GetScheduleRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/ListSchedules',
+            jobs_dot_v1_dot_job__service__pb2.ListSchedulesRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/DeleteSchedule',
+            jobs_dot_v1_dot_job__service__pb2.DeleteScheduleRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.DeleteScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,
