@@ -79,6 +79,10 @@ class JobStore:
             "max_attempts": [job.max_attempts for job, _ in jobs],
             "timeouts": [job.timeout_seconds for job, _ in jobs],
             "traceparents": [job.traceparent for job, _ in jobs],
+            "callback_urls": [job.callback_url for job, _ in jobs],
+            "concurrency_keys": [job.concurrency_key for job, _ in jobs],
+            "unique_keys": [job.unique_key for job, _ in jobs],
+            "schedule_names": [job.schedule_name for job, _ in jobs],
         }
         if all_or_nothing:
             with translate_errors(), self.engine.begin() as conn:

@@ -6,7 +6,8 @@
 -- notifications at commit, and drops them on rollback.
 WITH inserted AS (
 INSERT INTO jobs (type, status, priority, payload, idempotency_key, scheduled_at, run_at,
-                  max_attempts, timeout_seconds, traceparent)
+                  max_attempts, timeout_seconds, traceparent, callback_url, concurrency_key,
+                  unique_key, schedule_name)
 SELECT t.type,
        CASE WHEN t.scheduled_at > now() THEN 'PENDING' ELSE 'READY' END::job_status,
        t.priority,
@@ -16,7 +17,11 @@ SELECT t.type,
        CASE WHEN t.scheduled_at > now() THEN t.scheduled_at ELSE now() END,
        t.max_attempts,
        t.timeout_seconds,
-       t.traceparent
+       t.traceparent,
+       t.callback_url,
+       t.concurrency_key,
+       t.unique_key,
+       t.schedule_name
 FROM unnest(
         CAST(:types AS text[]),
         CAST(:priorities AS smallint[]),
@@ -25,10 +30,14 @@ FROM unnest(
         CAST(:scheduled_ats AS timestamptz[]),
         CAST(:max_attempts AS integer[]),
         CAST(:timeouts AS integer[]),
-        CAST(:traceparents AS text[])
+        CAST(:traceparents AS text[]),
+        CAST(:callback_urls AS text[]),
+        CAST(:concurrency_keys AS text[]),
+        CAST(:unique_keys AS text[]),
+        CAST(:schedule_names AS text[])
      ) WITH ORDINALITY
      AS t(type, priority, payload, idempotency_key, scheduled_at, max_attempts, timeout_seconds,
-          traceparent, ordinal)
+          traceparent, callback_url, concurrency_key, unique_key, schedule_name, ordinal)
 ORDER BY t.ordinal
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *
