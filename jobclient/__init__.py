@@ -32,7 +32,17 @@ from jobclient.errors import (
     Unavailable,
     WaitTimeout,
 )
-from jobclient.models import FINISHED_STATUSES, Job, JobSpec, JobStatus, RecentFailure, Stats
+from jobclient.models import (
+    FINISHED_STATUSES,
+    Callback,
+    Job,
+    JobSpec,
+    JobStatus,
+    RecentFailure,
+    Schedule,
+    Stats,
+    TypeLimits,
+)
 from jobclient.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 
 __all__ = [
@@ -41,6 +51,7 @@ __all__ = [
     "NO_RETRY",
     "AlreadyExists",
     "AsyncJobClient",
+    "Callback",
     "Cancelled",
     "DeadlineExceeded",
     "FailedPrecondition",
@@ -57,8 +68,10 @@ __all__ = [
     "RecentFailure",
     "ResourceExhausted",
     "RetryPolicy",
+    "Schedule",
     "ServerError",
     "Stats",
+    "TypeLimits",
     "Unauthenticated",
     "Unavailable",
     "WaitTimeout",

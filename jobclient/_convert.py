@@ -10,15 +10,19 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from jobclient.errors import InvalidArgument
-from jobclient.models import Job, JobSpec, JobStatus, Progress, RecentFailure, Stats
+from jobclient.models import Callback, Job, JobSpec, JobStatus, Progress, RecentFailure, Schedule, Stats, TypeLimits
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.structs import struct_to_dict
 
 __all__ = [
     "job_from_proto",
+    "limits_from_proto",
+    "limits_request",
     "list_request",
     "new_idempotency_key",
     "same_version",
+    "schedule_from_proto",
+    "schedule_request",
     "stats_from_proto",
     "submit_request",
 ]
@@ -37,6 +41,21 @@ def _datetime(message: Any, name: str) -> datetime | None:
         return None
     value: datetime = getattr(message, name).ToDatetime(tzinfo=timezone.utc)
     return value
+
+
+def _optional(message: Any, name: str) -> Any:
+    return getattr(message, name) if message.HasField(name) else None
+
+
+def callback_from_proto(message: pb.Callback) -> Callback:
+    return Callback(
+        url=message.url,
+        state=pb.Callback.State.Name(message.state),
+        attempts=message.attempts,
+        last_error=_optional(message, "last_error"),
+        delivery_job_id=message.delivery_job_id or None,
+        delivered_at=_datetime(message, "delivered_at"),
+    )
 
 
 def job_from_proto(message: pb.Job, created: bool | None = None) -> Job:
@@ -64,6 +83,12 @@ def job_from_proto(message: pb.Job, created: bool | None = None) -> Job:
             if message.HasField("progress")
             else None
         ),
+        depends_on=tuple(message.depends_on),
+        pending_dependencies=message.pending_dependencies,
+        callback=callback_from_proto(message.callback) if message.HasField("callback") else None,
+        concurrency_key=_optional(message, "concurrency_key"),
+        unique_key=_optional(message, "unique_key"),
+        schedule=_optional(message, "schedule"),
         created=created,
     )
 
@@ -102,6 +127,14 @@ def _int32(field: str, value: Any) -> int:
     return value
 
 
+def _int64(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{field}: must be a whole number, got {value!r}", code=None, field=field)
+    if not -(2**63) <= value < 2**63:
+        raise InvalidArgument(f"{field}: {value} is out of range", code=None, field=field)
+    return value
+
+
 def _timeout_seconds(field: str, value: float | timedelta) -> int:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
@@ -109,9 +142,10 @@ def _timeout_seconds(field: str, value: float | timedelta) -> int:
     return _int32(field, math.ceil(seconds))
 
 
-def submit_request(spec: JobSpec, prefix: str = "") -> pb.SubmitJobRequest:
-    """The request for one job. A spec without an idempotency key gets a fresh one, so that retrying this
-    very request can never create a second job. Bad values raise InvalidArgument before any call."""
+def submit_request(spec: JobSpec, prefix: str = "", generate_key: bool = True) -> pb.SubmitJobRequest:
+    """The request for one job. A spec without an idempotency key gets a fresh one (unless ``generate_key``
+    is False), so that retrying this very request can never create a second job. Bad values raise
+    InvalidArgument before any call."""
     if not isinstance(spec.type, str):
         raise InvalidArgument(f"{prefix}type: must be a string", code=None, field=f"{prefix}type")
     request = pb.SubmitJobRequest(type=spec.type)
@@ -127,10 +161,29 @@ def submit_request(spec: JobSpec, prefix: str = "") -> pb.SubmitJobRequest:
         raise InvalidArgument(
             f"{prefix}payload: cannot be sent as JSON: {exc}", code=None, field=f"{prefix}payload"
         ) from None
-    key = spec.idempotency_key if spec.idempotency_key is not None else new_idempotency_key()
-    if not isinstance(key, str):
-        raise InvalidArgument(f"{prefix}idempotency_key: must be a string", code=None, field=f"{prefix}idempotency_key")
-    request.idempotency_key = key
+    key = spec.idempotency_key if spec.idempotency_key is not None or not generate_key else new_idempotency_key()
+    if key is not None:
+        if not isinstance(key, str):
+            raise InvalidArgument(
+                f"{prefix}idempotency_key: must be a string", code=None, field=f"{prefix}idempotency_key"
+            )
+        request.idempotency_key = key
+    for name in ("depends_on", "depends_on_index"):
+        values = getattr(spec, name)
+        if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+            raise InvalidArgument(f"{prefix}{name}: must be a list of job ids", code=None, field=f"{prefix}{name}")
+        getattr(request, name).extend(
+            [
+                _int64(f"{prefix}{name}[{i}]", v) if name == "depends_on" else _int32(f"{prefix}{name}[{i}]", v)
+                for i, v in enumerate(values)
+            ]
+        )
+    for name in ("callback_url", "concurrency_key", "unique_key"):
+        value = getattr(spec, name)
+        if value is not None:
+            if not isinstance(value, str):
+                raise InvalidArgument(f"{prefix}{name}: must be a string", code=None, field=f"{prefix}{name}")
+            setattr(request, name, value)
     if spec.priority is not None:
         request.priority = _int32(f"{prefix}priority", spec.priority)
     if spec.max_attempts is not None:
@@ -156,3 +209,55 @@ def list_request(
             names = ", ".join(s.value for s in JobStatus)
             raise InvalidArgument(f"status: {status!r} is not one of {names}", code=None, field="status") from None
     return request
+
+
+_LIMIT_FIELDS = ("max_running", "max_running_per_key", "rate_limit", "rate_period_seconds")
+
+
+def limits_request(limits: TypeLimits) -> pb.SetTypeLimitsRequest:
+    request = pb.SetTypeLimitsRequest(type=limits.type)
+    for name in _LIMIT_FIELDS:
+        value = getattr(limits, name)
+        if value is not None:
+            setattr(request, name, _int32(name, value))
+    return request
+
+
+def limits_from_proto(message: pb.TypeLimits) -> TypeLimits:
+    return TypeLimits(
+        type=message.type,
+        **{name: _optional(message, name) for name in _LIMIT_FIELDS},
+        updated_at=_datetime(message, "updated_at"),
+    )
+
+
+def schedule_request(schedule: Schedule) -> pb.CreateScheduleRequest:
+    # The template carries no idempotency key: the scheduler makes one per occurrence.
+    job = submit_request(schedule.job, "schedule.job.", generate_key=False)
+    return pb.CreateScheduleRequest(
+        schedule=pb.Schedule(name=schedule.name, cron=schedule.cron, time_zone=schedule.time_zone, job=job)
+    )
+
+
+def schedule_from_proto(message: pb.Schedule) -> Schedule:
+    template = message.job
+    job = JobSpec(
+        type=template.type,
+        payload=struct_to_dict(template.payload),
+        priority=_optional(template, "priority"),
+        max_attempts=_optional(template, "max_attempts"),
+        timeout=_optional(template, "timeout_seconds"),
+        callback_url=_optional(template, "callback_url"),
+        concurrency_key=_optional(template, "concurrency_key"),
+        unique_key=_optional(template, "unique_key"),
+    )
+    return Schedule(
+        name=message.name,
+        cron=message.cron,
+        job=job,
+        time_zone=message.time_zone or "UTC",
+        next_run_at=_datetime(message, "next_run_at"),
+        last_run_at=_datetime(message, "last_run_at"),
+        last_job_id=message.last_job_id or None,
+        created_at=_datetime(message, "created_at"),
+    )

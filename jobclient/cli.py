@@ -29,7 +29,7 @@ from jobclient.errors import (
     Unavailable,
     WaitTimeout,
 )
-from jobclient.models import Job, JobStatus, Stats
+from jobclient.models import Job, JobSpec, JobStatus, Schedule, Stats, TypeLimits
 from jobclient.retry import RetryPolicy
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "build_parser", "main"]
@@ -137,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--delay", type=_non_negative_float, metavar="SECONDS", help="run no earlier than this from now")
     submit.add_argument("--max-attempts", type=int, metavar="N", help="1-100; default 3")
     submit.add_argument("--timeout-seconds", type=int, metavar="N", help="time limit of one attempt")
+    submit.add_argument(
+        "--depends-on",
+        type=_job_id,
+        action="append",
+        default=[],
+        metavar="JOB_ID",
+        help="wait until this job COMPLETED (repeatable); cancelled if it FAILED or was cancelled",
+    )
+    submit.add_argument("--callback-url", metavar="URL", help="POST the finished job to this http(s) URL")
+    submit.add_argument("--concurrency-key", metavar="KEY", help="the key per-key concurrency limits count by")
+    submit.add_argument(
+        "--unique-key", metavar="KEY", help="while an unfinished job has this key, return it instead of a new one"
+    )
 
     get = command("get", "show one job")
     get.add_argument("job_id", type=_job_id)
@@ -163,7 +176,61 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("job_id", type=_job_id)
 
     command("stats", "counts by status and type, and the latest failures")
+
+    def group(name: str, help_text: str) -> Callable[[str, str], argparse.ArgumentParser]:
+        actions = command(name, help_text).add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+        actions.required = True
+
+        def action(action_name: str, action_help: str) -> argparse.ArgumentParser:
+            sub = actions.add_parser(action_name, help=action_help, description=action_help)
+            _connection_options(sub, defaults=False)
+            return sub
+
+        return action
+
+    limits = group("limits", "rate and concurrency limits per job type, enforced across all executors")
+    limits("list", "show the limits of every limited type")
+    set_limits = limits("set", "replace the limits of a type (an option left out means no limit on it)")
+    set_limits.add_argument("type", help="the job type")
+    set_limits.add_argument("--max-running", type=int, metavar="N", help="at most N PROCESSING at once")
+    set_limits.add_argument(
+        "--max-running-per-key", type=int, metavar="N", help="at most N PROCESSING at once per concurrency key"
+    )
+    set_limits.add_argument(
+        "--rate", type=_rate, metavar="N/SECONDS", help="at most N starts in any window, e.g. 100/60"
+    )
+    delete_limits = limits("delete", "remove every limit of a type")
+    delete_limits.add_argument("type", help="the job type")
+
+    schedules = group("schedules", "periodic (cron) schedules the scheduler turns into jobs")
+    schedules("list", "show every schedule with its next run")
+    get_schedule = schedules("get", "show one schedule")
+    get_schedule.add_argument("name")
+    create = schedules("create", "create a schedule that submits a job at each occurrence of a cron expression")
+    create.add_argument("name", help="1-128 characters of a-z 0-9 _ . -")
+    create.add_argument("--cron", required=True, help="five fields: minute hour day-of-month month day-of-week")
+    create.add_argument("--type", dest="job_type", required=True, metavar="TYPE", help="the job type to submit")
+    create.add_argument(
+        "--payload", default="{}", help="the jobs' payload: a JSON object, '@FILE', or '-' for stdin (default {})"
+    )
+    create.add_argument("--time-zone", default="UTC", help="IANA time zone the cron expression is read in")
+    create.add_argument("--priority", type=int, help="1 (highest) to 10 (lowest); default 5")
+    create.add_argument("--max-attempts", type=int, metavar="N", help="1-100; default 3")
+    create.add_argument("--timeout-seconds", type=int, metavar="N", help="time limit of one attempt")
+    create.add_argument(
+        "--unique-key", metavar="KEY", help="skip an occurrence while the previous job with this key is unfinished"
+    )
+    delete_schedule = schedules("delete", "delete a schedule (jobs it already submitted are left alone)")
+    delete_schedule.add_argument("name")
     return parser
+
+
+def _rate(text: str) -> tuple[int, int]:
+    count, _, period = text.partition("/")
+    try:
+        return int(count), int(period or "60")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or N/SECONDS, e.g. 100/60, got {text!r}") from None
 
 
 def _env_flag(name: str) -> bool:
@@ -303,6 +370,17 @@ def _job_detail(job: Job) -> str:
         ("error", job.error_message or "-"),
         ("progress", f"{job.progress.percent}% {job.progress.message}".strip() if job.progress else "-"),
     ]
+    if job.depends_on:
+        rows.append(("depends_on", ", ".join(map(str, job.depends_on)) + f" ({job.pending_dependencies} pending)"))
+    if job.callback is not None:
+        callback = job.callback
+        state = f"{callback.state}, {callback.attempts} attempt(s)"
+        if callback.last_error and callback.state != "DELIVERED":
+            state += f", last error: {_short(callback.last_error, 80)}"
+        rows.append(("callback", f"{callback.url} ({state})"))
+    for name in ("concurrency_key", "unique_key", "schedule"):
+        if getattr(job, name) is not None:
+            rows.append((name, getattr(job, name)))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
@@ -365,12 +443,18 @@ def _submit(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
         run_at=_run_at(args),
         max_attempts=args.max_attempts,
         timeout=args.timeout_seconds,
+        depends_on=args.depends_on,
+        callback_url=args.callback_url,
+        concurrency_key=args.concurrency_key,
+        unique_key=args.unique_key,
     )
     if args.json:
         _emit_json(out, job.to_dict())
     elif job.created:
         when = f", runs at {_when(job.run_at)}" if job.status is JobStatus.PENDING else ""
         out.write(f"job {job.job_id} submitted: {job.status.value} (type {job.type}, priority {job.priority}{when})\n")
+    elif args.unique_key is not None and job.unique_key == args.unique_key and job.idempotency_key != args.key:
+        out.write(f"job {job.job_id} with unique key {job.unique_key!r} is still {job.status.value}: merged into it\n")
     else:
         out.write(
             f"job {job.job_id} already existed with idempotency key {job.idempotency_key!r}: {job.status.value}\n"
@@ -459,6 +543,100 @@ def _stats(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _limits_list(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    limits = client.list_limits()
+    if args.json:
+        _emit_json(out, [item.to_dict() for item in limits])
+    elif not limits:
+        out.write("no limits\n")
+    else:
+        out.write(_limits_table(limits) + "\n")
+    return EXIT_OK
+
+
+def _limits_table(limits: Sequence[TypeLimits]) -> str:
+    def value(number: int | None) -> str:
+        return "-" if number is None else str(number)
+
+    rows = [
+        (
+            item.type,
+            value(item.max_running),
+            value(item.max_running_per_key),
+            f"{item.rate_limit}/{item.rate_period_seconds or 60}s" if item.rate_limit is not None else "-",
+        )
+        for item in limits
+    ]
+    return _table(["TYPE", "MAX RUNNING", "PER KEY", "RATE"], rows)
+
+
+def _limits_set(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    rate, period = args.rate if args.rate is not None else (None, None)
+    limits = client.set_limits(
+        args.type,
+        max_running=args.max_running,
+        max_running_per_key=args.max_running_per_key,
+        rate_limit=rate,
+        rate_period_seconds=period,
+    )
+    out.write((json.dumps(limits.to_dict()) if args.json else _limits_table([limits])) + "\n")
+    return EXIT_OK
+
+
+def _limits_delete(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    client.delete_limits(args.type)
+    out.write(json.dumps({"deleted": args.type}) + "\n" if args.json else f"limits of {args.type} deleted\n")
+    return EXIT_OK
+
+
+def _schedules_table(schedules: Sequence[Schedule]) -> str:
+    rows = [
+        (s.name, s.cron, s.time_zone, s.job.type, _when(s.next_run_at), _when(s.last_run_at), s.last_job_id or "-")
+        for s in schedules
+    ]
+    return _table(["NAME", "CRON", "TIME ZONE", "TYPE", "NEXT RUN", "LAST RUN", "LAST JOB"], rows)
+
+
+def _schedules_list(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    schedules = client.list_schedules()
+    if args.json:
+        _emit_json(out, [item.to_dict() for item in schedules])
+    elif not schedules:
+        out.write("no schedules\n")
+    else:
+        out.write(_schedules_table(schedules) + "\n")
+    return EXIT_OK
+
+
+def _schedules_get(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    schedule = client.get_schedule(args.name)
+    out.write((json.dumps(schedule.to_dict()) if args.json else _schedules_table([schedule])) + "\n")
+    return EXIT_OK
+
+
+def _schedules_create(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    job = JobSpec(
+        args.job_type,
+        _payload(args.payload, sys.stdin),
+        priority=args.priority,
+        max_attempts=args.max_attempts,
+        timeout=args.timeout_seconds,
+        unique_key=args.unique_key,
+    )
+    schedule = client.create_schedule(args.name, args.cron, job, time_zone=args.time_zone)
+    if args.json:
+        _emit_json(out, schedule.to_dict())
+    else:
+        out.write(f"schedule {schedule.name} created: next run at {_when(schedule.next_run_at)}\n")
+    return EXIT_OK
+
+
+def _schedules_delete(client: JobClient, args: argparse.Namespace, out: TextIO) -> int:
+    client.delete_schedule(args.name)
+    out.write(json.dumps({"deleted": args.name}) + "\n" if args.json else f"schedule {args.name} deleted\n")
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[JobClient, argparse.Namespace, TextIO], int]] = {
     "submit": _submit,
     "get": _get,
@@ -467,6 +645,13 @@ COMMANDS: dict[str, Callable[[JobClient, argparse.Namespace, TextIO], int]] = {
     "cancel": _cancel,
     "retry": _retry,
     "stats": _stats,
+    "limits list": _limits_list,
+    "limits set": _limits_set,
+    "limits delete": _limits_delete,
+    "schedules list": _schedules_list,
+    "schedules get": _schedules_get,
+    "schedules create": _schedules_create,
+    "schedules delete": _schedules_delete,
 }
 
 
@@ -516,7 +701,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         with client:
-            return COMMANDS[args.command](client, args, sys.stdout)
+            name = f"{args.command} {args.action}" if getattr(args, "action", None) else args.command
+            return COMMANDS[name](client, args, sys.stdout)
     except UsageError as exc:
         _error(f"error: {exc}")
         return EXIT_USAGE

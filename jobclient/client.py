@@ -13,16 +13,28 @@ from typing import Any, TypeVar
 import grpc
 
 from jobclient._channel import DEFAULT_DEADLINE, DEFAULT_TARGET, ConnectionSettings
-from jobclient._convert import job_from_proto, list_request, same_version, stats_from_proto, submit_request
+from jobclient._convert import (
+    job_from_proto,
+    limits_from_proto,
+    limits_request,
+    list_request,
+    same_version,
+    schedule_from_proto,
+    schedule_request,
+    stats_from_proto,
+    submit_request,
+)
 from jobclient.errors import (
+    AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
     JobClientError,
+    NotFound,
     Unavailable,
     WaitTimeout,
     error_from_rpc,
 )
-from jobclient.models import Job, JobSpec, JobStatus, Stats
+from jobclient.models import Job, JobSpec, JobStatus, Schedule, Stats, TypeLimits
 from jobclient.retry import DEFAULT_RETRY, RetryPolicy, RetryState
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
@@ -100,6 +112,10 @@ class JobClient:
         run_at: datetime | None = None,
         max_attempts: int | None = None,
         timeout: float | timedelta | None = None,
+        depends_on: Sequence[int] = (),
+        callback_url: str | None = None,
+        concurrency_key: str | None = None,
+        unique_key: str | None = None,
     ) -> Job:
         """Submit one job and return it (``job.created`` tells a new job from an existing one).
 
@@ -113,13 +129,28 @@ class JobClient:
             run_at: run no earlier than this (a naive datetime is UTC); now when None.
             max_attempts: 1-100; the server's default (3) when None.
             timeout: seconds (or a timedelta; rounded up to whole seconds) one attempt may run.
+            depends_on: ids of jobs that must COMPLETE first; the job is WAITING until then, and CANCELLED
+                when one of them FAILED or was cancelled (``submit_many`` also takes ``depends_on_index``).
+            callback_url: an http(s) URL the finished job is POSTed to (see ``Job.callback``).
+            concurrency_key: the key per-key concurrency limits of the type count by (``set_limits``).
+            unique_key: while an unfinished job has this key, return that job instead of making one.
 
         Raises:
             InvalidArgument: a bad field (``.field`` names it); IdempotencyConflict; Unauthenticated;
             Unavailable / DeadlineExceeded once the retries ran out.
         """
         spec = JobSpec(
-            type, payload if payload is not None else {}, idempotency_key, priority, run_at, max_attempts, timeout
+            type,
+            payload if payload is not None else {},
+            idempotency_key=idempotency_key,
+            priority=priority,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            depends_on=tuple(depends_on),
+            callback_url=callback_url,
+            concurrency_key=concurrency_key,
+            unique_key=unique_key,
         )
         request = submit_request(spec)
         reply = self._unary(self._stub.SubmitJob, request)
@@ -246,6 +277,66 @@ class JobClient:
             last = job
         assert last is not None and last.finished
         return last
+
+    # -- limits and schedules ----------------------------------------------------------------------------
+
+    def set_limits(
+        self,
+        type: str,
+        *,
+        max_running: int | None = None,
+        max_running_per_key: int | None = None,
+        rate_limit: int | None = None,
+        rate_period_seconds: int | None = None,
+    ) -> TypeLimits:
+        """Replace the limits of one job type (None: no limit on that dimension); enforced across all
+        executors. ``rate_limit`` attempts may start in any window of ``rate_period_seconds`` (default 60)."""
+        limits = TypeLimits(type, max_running, max_running_per_key, rate_limit, rate_period_seconds)
+        return limits_from_proto(self._unary(self._stub.SetTypeLimits, limits_request(limits)))
+
+    def list_limits(self) -> builtins.list[TypeLimits]:
+        """The limits of every job type that has any, by type."""
+        reply = self._unary(self._stub.ListTypeLimits, pb.ListTypeLimitsRequest())
+        return [limits_from_proto(item) for item in reply.limits]
+
+    def delete_limits(self, type: str) -> None:
+        """Remove every limit of a job type. Raises NotFound when it has none."""
+        try:
+            self._unary(self._stub.DeleteTypeLimits, pb.DeleteTypeLimitsRequest(type=type))
+        except NotFound as error:
+            if error.attempts <= 1:  # a retried delete finding nothing: our earlier try did it
+                raise
+
+    def create_schedule(
+        self, name: str, cron: str, job: JobSpec | Mapping[str, Any], *, time_zone: str = "UTC"
+    ) -> Schedule:
+        """Create a periodic schedule: at each occurrence of the five-field ``cron`` expression, read in
+        ``time_zone``, the scheduler submits ``job`` (a JobSpec or dict without run_at, idempotency_key or
+        dependencies). Raises AlreadyExists when the name is taken."""
+        schedule = Schedule(name, cron, JobSpec.coerce(job), time_zone)
+        try:
+            return schedule_from_proto(self._unary(self._stub.CreateSchedule, schedule_request(schedule)))
+        except AlreadyExists as error:
+            if error.attempts > 1:  # a retried create finding the schedule: our earlier try made it
+                return self.get_schedule(name)
+            raise
+
+    def get_schedule(self, name: str) -> Schedule:
+        """One schedule, with its next and last run. Raises NotFound for an unknown name."""
+        return schedule_from_proto(self._unary(self._stub.GetSchedule, pb.GetScheduleRequest(name=name)))
+
+    def list_schedules(self) -> builtins.list[Schedule]:
+        """Every schedule, by name."""
+        reply = self._unary(self._stub.ListSchedules, pb.ListSchedulesRequest())
+        return [schedule_from_proto(item) for item in reply.schedules]
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; jobs it already submitted are left alone. Raises NotFound for an unknown name."""
+        try:
+            self._unary(self._stub.DeleteSchedule, pb.DeleteScheduleRequest(name=name))
+        except NotFound as error:
+            if error.attempts <= 1:
+                raise
 
     # -- plumbing ----------------------------------------------------------------------------------------
 

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
-__all__ = ["FINISHED_STATUSES", "Job", "JobSpec", "JobStatus", "Progress", "RecentFailure", "Stats", "isoformat"]
+__all__ = [
+    "FINISHED_STATUSES",
+    "Callback",
+    "Job",
+    "JobSpec",
+    "JobStatus",
+    "Progress",
+    "RecentFailure",
+    "Schedule",
+    "Stats",
+    "TypeLimits",
+    "isoformat",
+]
 
 
 class JobStatus(str, Enum):
@@ -67,6 +79,25 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Callback:
+    """The completion webhook of a job and how its delivery went.
+
+    ``state``: WAITING (the job has not finished), SENDING (queued, running or retrying), DELIVERED (the
+    receiver answered 2xx) or FAILED (every attempt failed; ``last_error`` says why)."""
+
+    url: str
+    state: str
+    attempts: int = 0
+    last_error: str | None = None
+    delivery_job_id: int | None = None
+    """The delivery is itself a job, of type ``jobs.callback``."""
+    delivered_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(frozen=True)
 class Job:
     """A job as the service reported it. Datetimes are timezone-aware (UTC); payload and result are plain
     JSON-like dicts (integral numbers come back as ``int``)."""
@@ -93,9 +124,19 @@ class Job:
     cancel_requested: bool = False
     progress: Progress | None = None
     """The latest progress the running attempt's handler reported (None before any report)."""
+    depends_on: tuple[int, ...] = ()
+    """The jobs this one waits for; it is WAITING until all of them COMPLETED."""
+    pending_dependencies: int = 0
+    """How many of ``depends_on`` have not COMPLETED yet."""
+    callback: Callback | None = None
+    concurrency_key: str | None = None
+    unique_key: str | None = None
+    schedule: str | None = None
+    """The name of the periodic schedule that submitted this job, if one did."""
     created: bool | None = field(default=None, compare=False)
     """Only on jobs returned by ``submit``/``submit_many``: True when this call created the job, False when
-    an earlier submit with the same idempotency key had (the existing job is returned). None elsewhere."""
+    an earlier submit made it (same idempotency key, or an unfinished job with the same unique key). None
+    elsewhere."""
 
     @property
     def finished(self) -> bool:
@@ -105,19 +146,25 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the REST API's field names, status as its name, datetimes as ISO 8601 UTC strings.
         ``created`` is included only when known."""
-        out: dict[str, Any] = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if item.name == "created" and value is None:
-                continue
-            if isinstance(value, datetime):
-                value = isoformat(value)
-            elif isinstance(value, JobStatus):
-                value = value.value
-            elif isinstance(value, Progress):
-                value = value.to_dict()
-            out[item.name] = value
+        out = _plain(self)
+        if self.created is None:
+            del out["created"]
         return out
+
+
+def _plain(value: Any) -> Any:
+    """A dataclass, enum, datetime or tuple as JSON-ready plain values."""
+    if isinstance(value, datetime):
+        return isoformat(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if hasattr(value, "__dataclass_fields__"):
+        return {item.name: _plain(getattr(value, item.name)) for item in fields(value)}
+    return value
 
 
 @dataclass(frozen=True)
@@ -131,6 +178,13 @@ class JobSpec:
     run_at: datetime | None = None
     max_attempts: int | None = None
     timeout: float | timedelta | None = None
+    depends_on: Sequence[int] = ()
+    """Ids of jobs that must COMPLETE first (see ``submit``)."""
+    depends_on_index: Sequence[int] = ()
+    """``submit_many`` only: positions of earlier jobs in the same call that this one depends on."""
+    callback_url: str | None = None
+    concurrency_key: str | None = None
+    unique_key: str | None = None
 
     @classmethod
     def coerce(cls, value: JobSpec | Mapping[str, Any], index: int = 0) -> JobSpec:
@@ -189,3 +243,41 @@ class Stats:
             "avg_attempts_for_failed_jobs": self.avg_attempts_for_failed_jobs,
             "recent_failures": [failure.to_dict() for failure in self.recent_failures],
         }
+
+
+@dataclass(frozen=True)
+class TypeLimits:
+    """Limits of one job type, enforced across all executors; None means no limit on that dimension."""
+
+    type: str
+    max_running: int | None = None
+    """At most this many PROCESSING at once."""
+    max_running_per_key: int | None = None
+    """At most this many PROCESSING at once per ``concurrency_key``."""
+    rate_limit: int | None = None
+    """At most this many attempts started in any window of ``rate_period_seconds``."""
+    rate_period_seconds: int | None = None
+    updated_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A periodic schedule: at each occurrence of ``cron`` (read in ``time_zone``) the scheduler submits
+    ``job``. Runs missed while no scheduler ran collapse into one, for the latest missed occurrence."""
+
+    name: str
+    cron: str
+    job: JobSpec
+    time_zone: str = "UTC"
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+    last_job_id: int | None = None
+    created_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = _plain(self)
+        out["job"] = {key: value for key, value in out["job"].items() if value not in (None, [], ())}
+        return out
