@@ -117,6 +117,15 @@ export function mountJob(root, { id, act, reportError, clearError }) {
     // A trace id if the API ever gives one; progress once the handler has reported some.
     if (job.trace_id) facts.push(["trace id", h("code#trace-id", job.trace_id)]);
     if (job.progress !== undefined && job.progress !== null) facts.push(["progress", progress(job.progress)]);
+    if (job.depends_on && job.depends_on.length) {
+      const links = job.depends_on.map((id) => h("a", { href: hashFor(["jobs", String(id)]) }, `#${id}`));
+      const pending = job.status === "WAITING" ? ` (${job.pending_dependencies} not completed yet)` : "";
+      facts.push(["depends on", h("span#job-depends-on", ...links.flatMap((link, i) => (i ? [", ", link] : [link])), pending)]);
+    }
+    if (job.callback) facts.push(["callback", callbackState(job.callback)]);
+    if (job.concurrency_key) facts.push(["concurrency key", job.concurrency_key]);
+    if (job.unique_key) facts.push(["unique key", job.unique_key]);
+    if (job.schedule) facts.push(["schedule", job.schedule]);
     fill(
       view,
       h(
@@ -148,6 +157,18 @@ export function mountJob(root, { id, act, reportError, clearError }) {
     refresh: load,
     unmount: stopWatching,
   };
+}
+
+// Job.callback: {url, state, attempts, last_error, delivery_job_id, delivered_at}.
+function callbackState(callback) {
+  const parts = [h("code", callback.url), ` ${callback.state}`];
+  if (callback.attempts) parts.push(`, ${callback.attempts} attempt(s)`);
+  if (callback.delivered_at) parts.push(`, delivered ${formatTime(callback.delivered_at)}`);
+  if (callback.last_error && callback.state !== "DELIVERED") parts.push(h("div.muted", callback.last_error));
+  if (callback.delivery_job_id && callback.delivery_job_id !== "0") {
+    parts.push(" ", h("a", { href: hashFor(["jobs", String(callback.delivery_job_id)]) }, `(delivery job #${callback.delivery_job_id})`));
+  }
+  return h("span#job-callback", ...parts);
 }
 
 // Job.progress: {percent, message, updated_at} as the running attempt's handler last reported it.

@@ -44,7 +44,7 @@ export function fill(element, ...children) {
 
 export const STATUSES = ["PENDING", "READY", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED", "WAITING"];
 export const FINAL_STATUSES = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
-export const CANCELLABLE = new Set(["PENDING", "READY", "PROCESSING"]);
+export const CANCELLABLE = new Set(["WAITING", "PENDING", "READY", "PROCESSING"]);
 export const RETRYABLE = new Set(["FAILED", "CANCELLED"]);
 
 export function statusBadge(status) {
