@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -95,18 +95,28 @@ class Job:
     @classmethod
     def from_rows(cls, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[Job]:
         """Jobs from plain row tuples with these column names; columns that are not Job fields are ignored."""
-        wanted = [(index, name) for index, name in enumerate(columns) if name in _JOB_FIELDS]
+        wanted = [(index, name) for index, name in enumerate(columns) if name in _JOB_DEFAULTS]
         jobs = []
         for row in rows:
-            values = {name: row[index] for index, name in wanted}
+            values = dict(_JOB_DEFAULTS)
+            values.update({name: row[index] for index, name in wanted})
             values["status"] = JobStatus(values["status"])
-            if values.get("lease_token") is not None:
+            if values["lease_token"] is not None:
                 values["lease_token"] = str(values["lease_token"])
-            jobs.append(cls(**values))
+            if values["depends_on"].__class__ is list:  # bigint[] arrives as a list
+                values["depends_on"] = tuple(values["depends_on"])
+            # Filling __dict__ directly: a frozen dataclass's __init__ sets its ~30 fields one
+            # object.__setattr__ at a time, which made building Jobs the api's largest cost on batch submits.
+            job = object.__new__(cls)
+            job.__dict__.update(values)
+            jobs.append(job)
         return jobs
 
 
-_JOB_FIELDS = frozenset(Job.__dataclass_fields__)
+# Every Job field with its default; None stands for "required" (a row must carry those columns).
+_JOB_DEFAULTS: dict[str, Any] = {
+    name: (None if spec.default is MISSING else spec.default) for name, spec in Job.__dataclass_fields__.items()
+}
 
 
 @dataclass(frozen=True)
