@@ -267,11 +267,16 @@ def test_missed_occurrences_fire_once_for_the_latest_and_the_schedule_moves_on(
     # As if no scheduler had run for five days: five occurrences are due.
     set_next_run_at(engine, "daily", latest - timedelta(days=4))
 
-    scheduler = start_scheduler(db).wait_until_leader()
-    wait_until(lambda: len(scheduled_jobs(engine, "daily")) >= 1, 15, what="the missed occurrence's job")
-    scheduler.wait_for_log("schedule daily missed its occurrences")
-
-    (job,) = scheduled_jobs(engine, "daily")
+    scheduler = start_scheduler(db).wait_until_leader(30)
+    try:
+        wait_until(lambda: len(scheduled_jobs(engine, "daily")) >= 1, 30, what="the missed occurrence's job")
+        scheduler.wait_for_log("schedule daily missed its occurrences", 30)
+        jobs = scheduled_jobs(engine, "daily")
+        assert len(jobs) == 1, jobs
+    except AssertionError:
+        print(scheduler.output()[-5000:])  # shown with the failure
+        raise
+    (job,) = jobs
     assert job.scheduled_at == latest, "the most recent missed occurrence, not the oldest"
     assert job.idempotency_key == f"schedule:1:{int(latest.timestamp())}"
     row = schedule_row(engine, "daily")
