@@ -6,6 +6,8 @@ gRPC and HTTP codes (services/api/errors.py holds that one table).
     ├── JobNotFound              no job with that id
     ├── IdempotencyConflict      the key is taken by a job with another type or payload
     ├── FailedPrecondition       the job is not in a state that allows the operation
+    ├── ScheduleNotFound         no schedule with that name
+    ├── ScheduleAlreadyExists    a schedule with that name exists already
     ├── DatabaseUnavailable      PostgreSQL cannot be reached right now; retry later
     └── SchemaOutOfDate          the database schema is behind the code; run `make migrate`
 """
@@ -19,6 +21,8 @@ __all__ = [
     "InvalidArgument",
     "JobNotFound",
     "JobServiceError",
+    "ScheduleAlreadyExists",
+    "ScheduleNotFound",
     "SchemaOutOfDate",
 ]
 
@@ -67,6 +71,22 @@ class IdempotencyConflict(JobServiceError):
 
 class FailedPrecondition(JobServiceError):
     reason = "FAILED_PRECONDITION"
+
+
+class ScheduleNotFound(JobServiceError):
+    reason = "SCHEDULE_NOT_FOUND"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} not found")
+        self.name = name
+
+
+class ScheduleAlreadyExists(JobServiceError):
+    reason = "SCHEDULE_ALREADY_EXISTS"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} already exists; delete it first to replace it")
+        self.name = name
 
 
 class DatabaseUnavailable(JobServiceError):

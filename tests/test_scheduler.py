@@ -378,6 +378,7 @@ def test_help_names_every_variable(start_scheduler: Callable[..., Scheduler]) ->
         "SCHEDULER_PRUNE_BATCH_SIZE",
         "SCHEDULER_COMPACT_INTERVAL_SECONDS",
         "SCHEDULER_LEADER_RETRY_SECONDS",
+        "SCHEDULER_SCHEDULES_POLL_SECONDS",
         "RETENTION_COMPLETED_DAYS",
         "RETENTION_FAILED_DAYS",
     ):

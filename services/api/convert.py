@@ -13,6 +13,7 @@ from shared.database.jobs import JobCounts
 from shared.errors import InvalidArgument
 from shared.jobs import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, Job, JobStatus, NewJob, SubmitResult
 from shared.proto.jobs.v1 import job_service_pb2 as pb
+from shared.schedules import NewSchedule, Schedule
 from shared.structs import struct_to_dict
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "new_job_from_proto",
     "page_token_decode",
     "page_token_encode",
+    "schedule_from_proto",
+    "schedule_to_proto",
     "stats_to_proto",
     "status_from_proto",
     "submit_result_to_proto",
@@ -154,3 +157,34 @@ def page_token_decode(token: str, status: JobStatus | None, job_type: str | None
     if version != "v1" or token_status != (status.value if status else "") or token_type != (job_type or ""):
         raise InvalidArgument("page_token", "was issued for a different status or type filter")
     return before_job_id
+
+
+# --- Periodic schedules ---------------------------------------------------------------------------
+
+
+def schedule_from_proto(message: pb.Schedule, default_timeout_seconds: int) -> NewSchedule:
+    """A NewSchedule from CreateSchedule's ``schedule``; validation is NewSchedule.validate's. The
+    output-only fields (next_run_at, last_run_at, last_job_id, created_at) are ignored."""
+    try:
+        job = new_job_from_proto(message.job, default_timeout_seconds)
+    except InvalidArgument as exc:
+        raise exc.within("schedule.job") from None
+    return NewSchedule(name=message.name, cron=message.cron, time_zone=message.time_zone, job=job)
+
+
+def schedule_to_proto(schedule: Schedule) -> pb.Schedule:
+    template = schedule.template
+    message = pb.Schedule(
+        name=schedule.name,
+        cron=schedule.cron,
+        time_zone=schedule.time_zone,
+        job=pb.SubmitJobRequest(type=template.type, priority=template.priority, max_attempts=template.max_attempts),
+        last_job_id=schedule.last_job_id or 0,
+    )
+    dict_to_struct(template.payload, message.job.payload)
+    for field in ("timeout_seconds", "callback_url", "concurrency_key", "unique_key"):
+        if (value := getattr(template, field)) is not None:
+            setattr(message.job, field, value)
+    for field in ("next_run_at", "last_run_at", "created_at"):
+        _timestamp(getattr(schedule, field), getattr(message, field))
+    return message

@@ -17,6 +17,8 @@ from shared.errors import (
     InvalidArgument,
     JobNotFound,
     JobServiceError,
+    ScheduleAlreadyExists,
+    ScheduleNotFound,
     SchemaOutOfDate,
 )
 
@@ -31,6 +33,8 @@ DOMAIN_ERROR_CODES: dict[type[JobServiceError], grpc.StatusCode] = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     DatabaseUnavailable: grpc.StatusCode.UNAVAILABLE,
     SchemaOutOfDate: grpc.StatusCode.FAILED_PRECONDITION,
+    ScheduleNotFound: grpc.StatusCode.NOT_FOUND,
+    ScheduleAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
 }
 
 # As grpc-gateway and Google's HTTP APIs map them.

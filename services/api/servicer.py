@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import grpc
@@ -20,6 +21,7 @@ from services.api.group_commit import GroupCommitter
 from services.api.settings import DEFAULT_PAGE_SIZE, ApiSettings
 from services.api.watch import JobWatcher
 from shared.database.jobs import JobStore
+from shared.database.schedules import ScheduleStore
 from shared.errors import IdempotencyConflict, InvalidArgument
 from shared.jobs import NewJob, SubmitResult
 from shared.proto.jobs.v1 import job_service_pb2 as pb
@@ -44,6 +46,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
             max_concurrent_writes=submit_writers,
         )
         self.watcher = JobWatcher(lambda ids: self._db(store.get_jobs, ids), settings.watch_poll_interval_seconds)
+        self.schedules = ScheduleStore(store.engine)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking JobStore call on the database thread pool, inside a client span."""
@@ -112,6 +115,23 @@ class JobServicer(pb_grpc.JobServiceServicer):
         first = await self._db(self.store.get_job, request.job_id)
         async for job in self.watcher.watch(first):
             yield convert.job_to_proto(job)
+
+    async def CreateSchedule(self, request: pb.CreateScheduleRequest, context: grpc.aio.ServicerContext) -> Any:
+        new = convert.schedule_from_proto(request.schedule, self.settings.job_timeout_seconds)
+        expression, template, first = new.validate(self.settings.max_payload_bytes, datetime.now(timezone.utc))
+        schedule = await self._db(self.schedules.create_schedule, new.name, expression, template, first)
+        return convert.schedule_to_proto(schedule)
+
+    async def GetSchedule(self, request: pb.GetScheduleRequest, context: grpc.aio.ServicerContext) -> Any:
+        return convert.schedule_to_proto(await self._db(self.schedules.get_schedule, request.name))
+
+    async def ListSchedules(self, request: pb.ListSchedulesRequest, context: grpc.aio.ServicerContext) -> Any:
+        schedules = await self._db(self.schedules.list_schedules)
+        return pb.ListSchedulesResponse(schedules=[convert.schedule_to_proto(s) for s in schedules])
+
+    async def DeleteSchedule(self, request: pb.DeleteScheduleRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._db(self.schedules.delete_schedule, request.name)
+        return pb.DeleteScheduleResponse()
 
     async def close(self) -> None:
         await self.watcher.close()

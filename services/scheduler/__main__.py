@@ -25,6 +25,7 @@ from services.scheduler.compactor import Compactor
 from services.scheduler.leader import LeaderElector
 from services.scheduler.loops import Backoff, Duty
 from services.scheduler.metrics import DATABASE_ERRORS, start_metrics_server
+from services.scheduler.periodic import ScheduleSubmitter
 from services.scheduler.promoter import Promoter
 from services.scheduler.pruner import Pruner
 from services.scheduler.rescuer import Rescuer
@@ -38,6 +39,7 @@ from shared.database.maintenance import (
     PromotedJob,
     RescuedJob,
 )
+from shared.database.schedules import ScheduleStore
 from shared.database.schema import check_schema
 from shared.errors import DatabaseUnavailable, SchemaOutOfDate
 from shared.jobs import JobStatus
@@ -50,9 +52,9 @@ log = logging.getLogger("services.scheduler")
 EXIT_OK = 0
 EXIT_REFUSED = 2
 
-# Four duty threads take a pooled connection each for one statement at a time; the leader lock and the
+# Five duty threads take a pooled connection each for one transaction at a time; the leader lock and the
 # listener have connections of their own outside the pool.
-POOL_SIZE = 5
+POOL_SIZE = 6
 
 DESCRIPTION = """\
 Run the job service's scheduler. Of all schedulers started against one database, one is active (it
@@ -64,7 +66,12 @@ The active one:
     counts), FAILED when no attempts are left, CANCELLED when a cancel was requested;
   - deletes COMPLETED and CANCELLED jobs RETENTION_COMPLETED_DAYS after they finished, FAILED jobs
     RETENTION_FAILED_DAYS after, in small batches;
-  - folds the job_counts rows that the jobs table's triggers append, so job counts stay cheap.
+  - folds the job_counts rows that the jobs table's triggers append, so job counts stay cheap;
+  - submits one job per occurrence of each periodic (cron) schedule, exactly once however many
+    schedulers run, sleeping until the next occurrence (at most SCHEDULER_SCHEDULES_POLL_SECONDS, so a
+    new schedule is seen within that time). Missed runs: occurrences that came due while no scheduler
+    ran fire once, for the most recent of them (its job's scheduled_at is that occurrence), and the
+    schedule continues from its next future occurrence; older missed ones are not back-filled.
 A database outage is logged, counted and retried; it never stops the process."""
 
 EPILOG = """\
@@ -120,6 +127,13 @@ FLAGS: tuple[tuple[str, str, str, str], ...] = (
         "S",
         "how often to fold the job_counts rows and refresh the jobs_by_status gauges "
         f"(default {defaults.DEFAULT_COMPACT_INTERVAL_SECONDS})",
+    ),
+    (
+        "--schedules-poll-seconds",
+        "SCHEDULER_SCHEDULES_POLL_SECONDS",
+        "S",
+        "longest the periodic-schedule duty sleeps before looking for new schedules; it otherwise sleeps "
+        f"exactly until the next occurrence (default {defaults.DEFAULT_SCHEDULES_POLL_SECONDS})",
     ),
     (
         "--leader-retry-seconds",
@@ -216,7 +230,7 @@ class TracedJobMaintenance(JobMaintenance):
 
 
 def build_duties(settings: SchedulerSettings, engine: Engine, traced: bool = False) -> list[Duty]:
-    """The four duties the active scheduler runs, configured from ``settings``; ``traced``: with spans."""
+    """The five duties the active scheduler runs, configured from ``settings``; ``traced``: with spans."""
     maintenance = TracedJobMaintenance(engine) if traced else JobMaintenance(engine)
     return [
         Promoter(maintenance, ChannelListener(engine), settings.promote_batch_size, settings.max_idle_seconds),
@@ -229,6 +243,7 @@ def build_duties(settings: SchedulerSettings, engine: Engine, traced: bool = Fal
             settings.prune_interval_seconds,
         ),
         Compactor(maintenance, settings.compact_interval_seconds),
+        ScheduleSubmitter(ScheduleStore(engine), settings.schedules_poll_seconds),
     ]
 
 

@@ -7,6 +7,8 @@ jobs_promotion_lateness_seconds             how long after its run_at each job b
 jobs_rescued_total{status}                  expired leases taken back, by where the job went
 jobs_pruned_total{status}                   finished jobs deleted by retention
 job_counts_compacted_total                  job_counts delta rows folded together
+schedule_occurrences_submitted_total{schedule}  occurrences of a periodic schedule submitted as jobs
+schedule_occurrence_lateness_seconds        how long after its occurrence time each one was submitted
 jobs_by_status{status}                      jobs per status, from the job_counts aggregate (leader only)
 jobs_pending_count, jobs_ready_count,       the seed's names for jobs_by_status of PENDING, READY and
 jobs_processing_count                       PROCESSING; exported by the active scheduler only
@@ -38,6 +40,8 @@ __all__ = [
     "LOOP_ERRORS",
     "PROMOTION_LATENESS",
     "QUEUE_DEPTH_GAUGES",
+    "SCHEDULE_LATENESS",
+    "SCHEDULE_OCCURRENCES",
     "QueueDepth",
     "start_metrics_server",
 ]
@@ -53,6 +57,17 @@ PROMOTION_LATENESS = Histogram(
 JOBS_RESCUED = Counter("jobs_rescued", "PROCESSING jobs whose lease expired, by the status they went to", ["status"])
 JOBS_PRUNED = Counter("jobs_pruned", "Finished jobs deleted by retention, by status", ["status"])
 JOB_COUNTS_COMPACTED = Counter("job_counts_compacted", "job_counts delta rows folded into per-status rows")
+# Labelled by schedule name: schedules are few, written by people (like job types).
+SCHEDULE_OCCURRENCES = Counter(
+    "schedule_occurrences_submitted",
+    "Occurrences of a periodic schedule submitted as jobs (submit_scheduled_occurrences)",
+    ["schedule"],
+)
+SCHEDULE_LATENESS = Histogram(
+    "schedule_occurrence_lateness_seconds",
+    "How long after its occurrence time each schedule occurrence was submitted",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0, 3600.0, 86400.0),
+)
 JOBS_BY_STATUS = Gauge("jobs_by_status", "Jobs per status, from the job_counts aggregate", ["status"])
 LOOP_DURATION = Histogram(
     "scheduler_loop_duration_seconds",

@@ -13,6 +13,9 @@ Environment variables (each has a command-line flag that overrides it; see ``--h
     SCHEDULER_PRUNE_INTERVAL_SECONDS    how often old finished jobs are looked for (60)
     SCHEDULER_PRUNE_BATCH_SIZE          most jobs deleted per statement (500)
     SCHEDULER_COMPACT_INTERVAL_SECONDS  how often the job_counts deltas are folded together (5.0)
+    SCHEDULER_SCHEDULES_POLL_SECONDS    longest the periodic-schedule duty sleeps before looking for new or
+                                        changed schedules; it otherwise sleeps exactly until the next
+                                        occurrence (1.0)
     SCHEDULER_LEADER_RETRY_SECONDS      how often a standby tries to become leader, and the leader checks
                                         it still is (1.0)
     RETENTION_COMPLETED_DAYS            COMPLETED and CANCELLED jobs are deleted this many days after they
@@ -49,6 +52,7 @@ __all__ = [
     "DEFAULT_RESCUE_INTERVAL_SECONDS",
     "DEFAULT_RETENTION_COMPLETED_DAYS",
     "DEFAULT_RETENTION_FAILED_DAYS",
+    "DEFAULT_SCHEDULES_POLL_SECONDS",
     "LOG_FORMATS",
     "LOG_LEVELS",
     "SchedulerSettings",
@@ -62,6 +66,7 @@ DEFAULT_PRUNE_INTERVAL_SECONDS = 60.0
 DEFAULT_PRUNE_BATCH_SIZE = 500
 DEFAULT_COMPACT_INTERVAL_SECONDS = 5.0
 DEFAULT_LEADER_RETRY_SECONDS = 1.0
+DEFAULT_SCHEDULES_POLL_SECONDS = 1.0
 DEFAULT_RETENTION_COMPLETED_DAYS = 7.0
 DEFAULT_RETENTION_FAILED_DAYS = 30.0
 
@@ -89,6 +94,7 @@ class SchedulerSettings:
     prune_batch_size: int = DEFAULT_PRUNE_BATCH_SIZE
     compact_interval_seconds: float = DEFAULT_COMPACT_INTERVAL_SECONDS
     leader_retry_seconds: float = DEFAULT_LEADER_RETRY_SECONDS
+    schedules_poll_seconds: float = DEFAULT_SCHEDULES_POLL_SECONDS
     retention_completed_days: float = DEFAULT_RETENTION_COMPLETED_DAYS
     retention_failed_days: float = DEFAULT_RETENTION_FAILED_DAYS
 
@@ -124,6 +130,7 @@ class SchedulerSettings:
             prune_batch_size=batch("SCHEDULER_PRUNE_BATCH_SIZE", DEFAULT_PRUNE_BATCH_SIZE),
             compact_interval_seconds=interval("SCHEDULER_COMPACT_INTERVAL_SECONDS", DEFAULT_COMPACT_INTERVAL_SECONDS),
             leader_retry_seconds=interval("SCHEDULER_LEADER_RETRY_SECONDS", DEFAULT_LEADER_RETRY_SECONDS),
+            schedules_poll_seconds=interval("SCHEDULER_SCHEDULES_POLL_SECONDS", DEFAULT_SCHEDULES_POLL_SECONDS),
             retention_completed_days=env_float(
                 "RETENTION_COMPLETED_DAYS", DEFAULT_RETENTION_COMPLETED_DAYS, 0.0, MAX_RETENTION_DAYS, env
             ),

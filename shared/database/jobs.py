@@ -44,6 +44,24 @@ def _jobs(result: CursorResult[Any]) -> list[Job]:
     return Job.from_rows(list(result.keys()), result.all())
 
 
+def _submit_params(jobs: Sequence[tuple[NewJob, str]]) -> dict[str, Any]:
+    """submit_jobs's parameters: one array per column, in request order."""
+    return {
+        "types": [job.type for job, _ in jobs],
+        "priorities": [job.priority for job, _ in jobs],
+        "payloads": [encoded for _, encoded in jobs],
+        "idempotency_keys": [job.idempotency_key for job, _ in jobs],
+        "scheduled_ats": [job.scheduled_at for job, _ in jobs],
+        "max_attempts": [job.max_attempts for job, _ in jobs],
+        "timeouts": [job.timeout_seconds for job, _ in jobs],
+        "traceparents": [job.traceparent for job, _ in jobs],
+        "callback_urls": [job.callback_url for job, _ in jobs],
+        "concurrency_keys": [job.concurrency_key for job, _ in jobs],
+        "unique_keys": [job.unique_key for job, _ in jobs],
+        "schedule_names": [job.schedule_name for job, _ in jobs],
+    }
+
+
 class JobStore:
     """The API's access to the jobs table."""
 
@@ -70,20 +88,7 @@ class JobStore:
     def _insert(
         self, jobs: Sequence[tuple[NewJob, str]], all_or_nothing: bool
     ) -> list[SubmitResult | IdempotencyConflict]:
-        params = {
-            "types": [job.type for job, _ in jobs],
-            "priorities": [job.priority for job, _ in jobs],
-            "payloads": [encoded for _, encoded in jobs],
-            "idempotency_keys": [job.idempotency_key for job, _ in jobs],
-            "scheduled_ats": [job.scheduled_at for job, _ in jobs],
-            "max_attempts": [job.max_attempts for job, _ in jobs],
-            "timeouts": [job.timeout_seconds for job, _ in jobs],
-            "traceparents": [job.traceparent for job, _ in jobs],
-            "callback_urls": [job.callback_url for job, _ in jobs],
-            "concurrency_keys": [job.concurrency_key for job, _ in jobs],
-            "unique_keys": [job.unique_key for job, _ in jobs],
-            "schedule_names": [job.schedule_name for job, _ in jobs],
-        }
+        params = _submit_params(jobs)
         if all_or_nothing:
             with translate_errors(), self.engine.begin() as conn:
                 outcomes = self._insert_and_match(conn, jobs, params)
@@ -98,6 +103,13 @@ class JobStore:
                 return self._insert_and_match(conn, jobs, params)
         with translate_errors(), self.engine.connect() as conn:
             return self._insert_and_match(conn.execution_options(isolation_level="AUTOCOMMIT"), jobs, params)
+
+    def submit_jobs_in(
+        self, conn: Connection, jobs: Sequence[tuple[NewJob, str]]
+    ) -> list[SubmitResult | IdempotencyConflict]:
+        """Insert validated jobs on ``conn``, inside the caller's transaction (the scheduler submits a
+        schedule's occurrence and advances the schedule in one); a key conflict is that job's outcome."""
+        return self._insert_and_match(conn, jobs, _submit_params(jobs))
 
     def _insert_and_match(
         self, conn: Connection, jobs: Sequence[tuple[NewJob, str]], params: dict[str, Any]
