@@ -557,3 +557,33 @@ def test_examples_producer_runs_against_the_stack(api: ApiServer, workers: None,
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.count("(already there)") == 3
     assert rows(db, "type = 'examples.word_count'") == 3
+
+
+def test_schedule_calls_round_trip_and_a_due_schedule_submits_its_job(api: ApiServer, db: str) -> None:
+    scheduler = ServiceProcess("services.scheduler", {"DATABASE_URL": db, "METRICS_PORT": "0"}).start()
+    try:
+        with JobClient(f"127.0.0.1:{api.grpc_port}") as client:
+            # Six fields: a leading seconds field, so the test sees an occurrence within a second.
+            schedule = client.create_schedule(
+                "every-second", "* * * * * *", JobSpec(IDLE, {"from": "schedule"}, priority=3, unique_key="tick")
+            )
+            assert schedule.name == "every-second" and schedule.time_zone == "UTC"
+            assert schedule.job.type == IDLE and schedule.job.priority == 3 and schedule.job.unique_key == "tick"
+            assert schedule.next_run_at is not None and schedule.created_at is not None
+            assert client.list_schedules() == [client.get_schedule("every-second")]
+            with pytest.raises(AlreadyExists):
+                client.create_schedule("every-second", "* * * * *", {"type": IDLE})
+            with pytest.raises(InvalidArgument) as bad:
+                client.create_schedule("bad", "* * * * *", {"type": IDLE, "run_at": datetime.now(timezone.utc)})
+            assert bad.value.field == "schedule.job.scheduled_at"
+
+            wait_until(lambda: client.get_schedule("every-second").last_job_id is not None, timeout=20)
+            job = client.get(client.get_schedule("every-second").last_job_id or 0)
+            assert job.schedule == "every-second" and job.payload == {"from": "schedule"}
+            assert job.unique_key == "tick" and job.priority == 3
+            client.delete_schedule("every-second")
+            assert client.list_schedules() == []
+            with pytest.raises(NotFound):
+                client.delete_schedule("every-second")
+    finally:
+        scheduler.stop()

@@ -262,3 +262,42 @@ def test_watch_shows_progress_while_the_job_runs(jobctl: Jobctl, client: JobClie
     assert result.returncode == 0, result.stderr
     assert "PROCESSING" in result.stdout and "of 3 s" in result.stdout, result.stdout
     assert client.get(job.job_id).progress is not None
+
+
+def test_schedules_create_list_get_and_delete(jobctl: Jobctl) -> None:
+    created = jobctl(
+        "schedules",
+        "create",
+        "nightly-report",
+        "--cron",
+        "0 3 * * *",
+        "--time-zone",
+        "Europe/Paris",
+        "--type",
+        IDLE,
+        "--payload",
+        '{"day": "today"}',
+        "--priority",
+        "2",
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("schedule nightly-report created: next run at ")
+    listing = jobctl("schedules", "list")
+    assert listing.returncode == 0, listing.stderr
+    header, row = listing.stdout.splitlines()
+    assert header.split()[:3] == ["NAME", "CRON", "TIME"] and row.split()[0] == "nightly-report"
+    shown = jobctl.json("schedules", "get", "nightly-report")
+    assert shown["cron"] == "0 3 * * *" and shown["time_zone"] == "Europe/Paris"
+    # The template as stored: the server's defaults filled in for what was left out.
+    assert shown["job"] == {"type": IDLE, "payload": {"day": "today"}, "priority": 2, "max_attempts": 3, "timeout": 300}
+    # 03:00 in Paris is 02:00 or 01:00 UTC, depending on the season.
+    assert shown["next_run_at"].endswith(("T02:00:00Z", "T01:00:00Z"))
+
+    taken = jobctl("schedules", "create", "nightly-report", "--cron", "0 3 * * *", "--type", IDLE)
+    assert taken.returncode == 1 and "nightly-report" in taken.stderr and len(taken.stderr.splitlines()) == 1
+    bad = jobctl("schedules", "create", "bad", "--cron", "61 * * * *", "--type", IDLE)
+    assert bad.returncode == 2 and "cron" in bad.stderr
+    assert jobctl("schedules", "delete", "nightly-report").returncode == 0
+    assert jobctl.json("schedules", "list") == []
+    gone = jobctl("schedules", "get", "nightly-report")
+    assert gone.returncode == 1 and "nightly-report" in gone.stderr
