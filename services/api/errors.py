@@ -18,6 +18,7 @@ from shared.errors import (
     JobNotFound,
     JobServiceError,
     SchemaOutOfDate,
+    TypeLimitsNotFound,
 )
 
 __all__ = ["DOMAIN_ERROR_CODES", "ERROR_DOMAIN", "GRPC_TO_HTTP", "http_status", "status_for"]
@@ -31,6 +32,7 @@ DOMAIN_ERROR_CODES: dict[type[JobServiceError], grpc.StatusCode] = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     DatabaseUnavailable: grpc.StatusCode.UNAVAILABLE,
     SchemaOutOfDate: grpc.StatusCode.FAILED_PRECONDITION,
+    TypeLimitsNotFound: grpc.StatusCode.NOT_FOUND,
 }
 
 # As grpc-gateway and Google's HTTP APIs map them.

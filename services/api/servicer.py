@@ -20,6 +20,7 @@ from services.api.group_commit import GroupCommitter
 from services.api.settings import DEFAULT_PAGE_SIZE, ApiSettings
 from services.api.watch import JobWatcher
 from shared.database.jobs import JobStore
+from shared.database.limits import LimitsStore
 from shared.errors import IdempotencyConflict, InvalidArgument
 from shared.jobs import NewJob, SubmitResult
 from shared.proto.jobs.v1 import job_service_pb2 as pb
@@ -44,6 +45,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
             max_concurrent_writes=submit_writers,
         )
         self.watcher = JobWatcher(lambda ids: self._db(store.get_jobs, ids), settings.watch_poll_interval_seconds)
+        self.limits = LimitsStore(store.engine)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking JobStore call on the database thread pool, inside a client span."""
@@ -112,6 +114,19 @@ class JobServicer(pb_grpc.JobServiceServicer):
         first = await self._db(self.store.get_job, request.job_id)
         async for job in self.watcher.watch(first):
             yield convert.job_to_proto(job)
+
+    async def SetTypeLimits(self, request: pb.SetTypeLimitsRequest, context: grpc.aio.ServicerContext) -> Any:
+        limits = convert.limits_from_proto(request)
+        limits.validate()
+        return convert.limits_to_proto(await self._db(self.limits.set_type_limits, limits))
+
+    async def ListTypeLimits(self, request: pb.ListTypeLimitsRequest, context: grpc.aio.ServicerContext) -> Any:
+        limits = await self._db(self.limits.list_type_limits)
+        return pb.ListTypeLimitsResponse(limits=[convert.limits_to_proto(item) for item in limits])
+
+    async def DeleteTypeLimits(self, request: pb.DeleteTypeLimitsRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._db(self.limits.delete_type_limits, request.type)
+        return pb.DeleteTypeLimitsResponse()
 
     async def close(self) -> None:
         await self.watcher.close()

@@ -1,11 +1,16 @@
 -- lease_jobs: take up to :limit READY jobs of the given types for one executor, highest priority
 -- first, then due time, then id (jobs_ready_idx). SKIP LOCKED lets many executors lease at once
 -- without waiting on each other; the UPDATE hands each job a fresh token that fences its outcome.
+-- Types with limits are never leased here (lease_limited_jobs does, within the limits).
 WITH candidates AS (
     SELECT job_id
     FROM jobs
     WHERE status = 'READY'
       AND type = ANY(CAST(:types AS text[]))
+      -- Types with limits are leased only by lease_limited_jobs. The array is read once per
+      -- statement (an InitPlan) and checked per row; NOT EXISTS would plan as a hash anti-join
+      -- over every READY row followed by a sort.
+      AND type <> ALL(ARRAY(SELECT type FROM job_type_limits))
     ORDER BY priority, run_at, job_id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
