@@ -7,10 +7,6 @@ WITH candidates AS (
     FROM jobs
     WHERE status = 'READY'
       AND type = ANY(CAST(:types AS text[]))
-      -- Types with limits are leased only by lease_limited_jobs. The array is read once per
-      -- statement (an InitPlan) and checked per row; NOT EXISTS would plan as a hash anti-join
-      -- over every READY row followed by a sort.
-      AND type <> ALL(ARRAY(SELECT type FROM job_type_limits))
     ORDER BY priority, run_at, job_id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -30,6 +26,12 @@ SET status = 'PROCESSING',
 -- ANY(ARRAY(...)) rather than a join: always primary-key lookups, never a hash join that scans the
 -- whole table (millions of finished rows) when the planner misjudges the batch.
 WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM candidates))
+  -- Types with limits are leased only by lease_limited_jobs. Executors leave them out of :types, so
+  -- this only matters while an executor's list is stale (up to a second after SetTypeLimits): such a
+  -- candidate stays READY. Checked here and not in candidates, where any such condition (NOT EXISTS,
+  -- <> ALL) wrecks the row estimate and the planner sorts every READY job instead of reading
+  -- jobs_ready_idx in order. The array is read once per statement (an InitPlan).
+  AND j.type <> ALL(ARRAY(SELECT type FROM job_type_limits))
 -- Plain values the executor needs and nothing more: turning timestamps and uuids into Python objects
 -- costs more per row than the rest of leasing. started_at is now() for every row of the batch, so
 -- ordering by queue wait (longest first) is ordering by run_at.
