@@ -4,6 +4,7 @@ gRPC and HTTP codes (services/api/errors.py holds that one table).
     JobServiceError
     ├── InvalidArgument          a request field is wrong; names the field
     ├── JobNotFound              no job with that id
+    ├── TypeLimitsNotFound       the job type has no limits
     ├── IdempotencyConflict      the key is taken by a job with another type or payload
     ├── FailedPrecondition       the job is not in a state that allows the operation
     ├── ScheduleNotFound         no schedule with that name
@@ -24,6 +25,7 @@ __all__ = [
     "ScheduleAlreadyExists",
     "ScheduleNotFound",
     "SchemaOutOfDate",
+    "TypeLimitsNotFound",
 ]
 
 
@@ -58,6 +60,14 @@ class JobNotFound(JobServiceError):
     def __init__(self, job_id: int) -> None:
         super().__init__(f"job {job_id} not found")
         self.job_id = job_id
+
+
+class TypeLimitsNotFound(JobServiceError):
+    reason = "TYPE_LIMITS_NOT_FOUND"
+
+    def __init__(self, job_type: str) -> None:
+        super().__init__(f"job type {job_type!r} has no limits")
+        self.job_type = job_type
 
 
 class IdempotencyConflict(JobServiceError):

@@ -28,6 +28,7 @@ DEFAULT_MAX_ATTEMPTS = 3
 MAX_ATTEMPTS_LIMIT = 100
 TYPE_PATTERN = re.compile(r"[a-z0-9_.\-]{1,128}")
 IDEMPOTENCY_KEY_MAX_LENGTH = 256
+CONCURRENCY_KEY_MAX_LENGTH = 256
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 
@@ -160,6 +161,10 @@ class NewJob:
             raise InvalidArgument("idempotency_key", f"must be 1-{IDEMPOTENCY_KEY_MAX_LENGTH} characters when given")
         if self.idempotency_key is not None and "\x00" in self.idempotency_key:
             raise InvalidArgument("idempotency_key", "must not contain NUL characters")
+        if self.concurrency_key is not None and not 1 <= len(self.concurrency_key) <= CONCURRENCY_KEY_MAX_LENGTH:
+            raise InvalidArgument("concurrency_key", f"must be 1-{CONCURRENCY_KEY_MAX_LENGTH} characters when given")
+        if self.concurrency_key is not None and "\x00" in self.concurrency_key:
+            raise InvalidArgument("concurrency_key", "must not contain NUL characters")
         if self.scheduled_at is not None and self.scheduled_at.tzinfo is None:
             raise InvalidArgument("scheduled_at", "must carry a time zone")
         if not isinstance(self.payload, dict):

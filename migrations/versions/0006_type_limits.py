@@ -14,9 +14,40 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # Placeholder: filled in by the change that builds this feature.
-    op.execute("SELECT 1")
+    op.execute(
+        """
+        -- One row per limited job type. lease_jobs never leases a type that has a row here;
+        -- lease_limited_jobs leases such a type with this row locked, so the counts are exact
+        -- across any number of executors.
+        CREATE TABLE job_type_limits (
+            type                 text        PRIMARY KEY,
+            max_running          integer     CHECK (max_running BETWEEN 1 AND 10000),
+            max_running_per_key  integer     CHECK (max_running_per_key BETWEEN 1 AND 10000),
+            rate_limit           integer     CHECK (rate_limit BETWEEN 1 AND 10000),
+            rate_period_seconds  integer     NOT NULL DEFAULT 60
+                                             CHECK (rate_period_seconds BETWEEN 1 AND 86400),
+            -- Start times of the attempts inside the current window (at most rate_limit of them),
+            -- trimmed on every lease of the type: the row stays small.
+            recent_starts        timestamptz[] NOT NULL DEFAULT '{}',
+            updated_at           timestamptz NOT NULL DEFAULT now()
+        );
+
+        -- lease_limited_jobs: the READY jobs of one type in lease order, without walking the READY
+        -- jobs of every other type. Partial on READY: a job enters it when it becomes READY (submit,
+        -- promote, rescue); leasing, completing and retrying never insert into it. The always-true
+        -- "priority > 0" is there on purpose: only a query that repeats it (lease_limited_jobs) can use
+        -- this index, so the planner can never pick it plus a sort of every READY job for lease_jobs
+        -- (whose order is jobs_ready_idx's) when its estimates are off, as on a freshly filled table.
+        CREATE INDEX jobs_ready_type_idx ON jobs (type, priority, run_at, job_id)
+            WHERE status = 'READY' AND priority > 0;
+        """
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.execute(
+        """
+        DROP INDEX jobs_ready_type_idx;
+        DROP TABLE job_type_limits;
+        """
+    )

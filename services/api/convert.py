@@ -12,12 +12,15 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from shared.database.jobs import JobCounts
 from shared.errors import InvalidArgument
 from shared.jobs import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, Job, JobStatus, NewJob, SubmitResult
+from shared.limits import TypeLimits
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.schedules import NewSchedule, Schedule
 from shared.structs import struct_to_dict
 
 __all__ = [
     "job_to_proto",
+    "limits_from_proto",
+    "limits_to_proto",
     "new_job_from_proto",
     "page_token_decode",
     "page_token_encode",
@@ -187,4 +190,24 @@ def schedule_to_proto(schedule: Schedule) -> pb.Schedule:
             setattr(message.job, field, value)
     for field in ("next_run_at", "last_run_at", "created_at"):
         _timestamp(getattr(schedule, field), getattr(message, field))
+    return message
+
+
+# -- type limits ---------------------------------------------------------------------------------------
+
+_LIMIT_FIELDS = ("max_running", "max_running_per_key", "rate_limit", "rate_period_seconds")
+
+
+def limits_from_proto(request: pb.SetTypeLimitsRequest) -> TypeLimits:
+    """TypeLimits as requested (unset fields None); validation is TypeLimits.validate's."""
+    values = {field: getattr(request, field) if request.HasField(field) else None for field in _LIMIT_FIELDS}
+    return TypeLimits(type=request.type, **values)
+
+
+def limits_to_proto(limits: TypeLimits) -> pb.TypeLimits:
+    message = pb.TypeLimits(type=limits.type)
+    for field in _LIMIT_FIELDS:
+        if (value := getattr(limits, field)) is not None:
+            setattr(message, field, value)
+    _timestamp(limits.updated_at, message.updated_at)
     return message

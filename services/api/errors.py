@@ -20,6 +20,7 @@ from shared.errors import (
     ScheduleAlreadyExists,
     ScheduleNotFound,
     SchemaOutOfDate,
+    TypeLimitsNotFound,
 )
 
 __all__ = ["DOMAIN_ERROR_CODES", "ERROR_DOMAIN", "GRPC_TO_HTTP", "http_status", "status_for"]
@@ -35,6 +36,7 @@ DOMAIN_ERROR_CODES: dict[type[JobServiceError], grpc.StatusCode] = {
     SchemaOutOfDate: grpc.StatusCode.FAILED_PRECONDITION,
     ScheduleNotFound: grpc.StatusCode.NOT_FOUND,
     ScheduleAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    TypeLimitsNotFound: grpc.StatusCode.NOT_FOUND,
 }
 
 # As grpc-gateway and Google's HTTP APIs map them.

@@ -21,6 +21,7 @@ from services.api.group_commit import GroupCommitter
 from services.api.settings import DEFAULT_PAGE_SIZE, ApiSettings
 from services.api.watch import JobWatcher
 from shared.database.jobs import JobStore
+from shared.database.limits import LimitsStore
 from shared.database.schedules import ScheduleStore
 from shared.errors import IdempotencyConflict, InvalidArgument
 from shared.jobs import NewJob, SubmitResult
@@ -47,6 +48,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
         )
         self.watcher = JobWatcher(lambda ids: self._db(store.get_jobs, ids), settings.watch_poll_interval_seconds)
         self.schedules = ScheduleStore(store.engine)
+        self.limits = LimitsStore(store.engine)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking JobStore call on the database thread pool, inside a client span."""
@@ -132,6 +134,19 @@ class JobServicer(pb_grpc.JobServiceServicer):
     async def DeleteSchedule(self, request: pb.DeleteScheduleRequest, context: grpc.aio.ServicerContext) -> Any:
         await self._db(self.schedules.delete_schedule, request.name)
         return pb.DeleteScheduleResponse()
+
+    async def SetTypeLimits(self, request: pb.SetTypeLimitsRequest, context: grpc.aio.ServicerContext) -> Any:
+        limits = convert.limits_from_proto(request)
+        limits.validate()
+        return convert.limits_to_proto(await self._db(self.limits.set_type_limits, limits))
+
+    async def ListTypeLimits(self, request: pb.ListTypeLimitsRequest, context: grpc.aio.ServicerContext) -> Any:
+        limits = await self._db(self.limits.list_type_limits)
+        return pb.ListTypeLimitsResponse(limits=[convert.limits_to_proto(item) for item in limits])
+
+    async def DeleteTypeLimits(self, request: pb.DeleteTypeLimitsRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._db(self.limits.delete_type_limits, request.type)
+        return pb.DeleteTypeLimitsResponse()
 
     async def close(self) -> None:
         await self.watcher.close()

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 
 from services.executor import metrics
 from services.executor.loops import DatabaseCalls, RetryBackoff
@@ -46,6 +46,7 @@ class Completer:
         flush_seconds: float,
         on_flushed: Callable[[], None] = lambda: None,
         tracing: ExecutorTracing | None = None,
+        limited_types: Container[str] = frozenset(),
     ) -> None:
         self._queue = queue
         self._database = database
@@ -54,6 +55,8 @@ class Completer:
         self._flush_seconds = flush_seconds
         self._on_flushed = on_flushed
         self._tracing = tracing
+        # Outcomes of jobs of these types wake every executor (jobs_ready): they free room under a limit.
+        self._limited_types = limited_types
         self._buffer: list[tuple[LeasedJob, JobOutcome]] = []
         self._in_flight: list[tuple[LeasedJob, JobOutcome]] = []
         self._arrived = asyncio.Event()
@@ -92,7 +95,8 @@ class Completer:
             del self._buffer[: self._batch_size]
             self._in_flight = batch
             try:
-                written = await self._write([outcome for _, outcome in batch])
+                wake = bool(self._limited_types) and any(job.type in self._limited_types for job, _ in batch)
+                written = await self._write([outcome for _, outcome in batch], wake)
             except DatabaseUnavailable:
                 self._buffer[:0] = batch
                 self._in_flight = []
@@ -131,13 +135,15 @@ class Completer:
             )
         return left
 
-    async def _write(self, outcomes: Sequence[JobOutcome]) -> dict[int, JobStatus]:
+    async def _write(self, outcomes: Sequence[JobOutcome], wake_executors: bool = False) -> dict[int, JobStatus]:
         async with self._write_lock:
             if self._tracing is None:
-                return await self._database.call("complete_jobs", self._queue.complete_jobs, outcomes)
+                return await self._database.call("complete_jobs", self._queue.complete_jobs, outcomes, wake_executors)
             started_ns = time.time_ns()
             try:
-                written = await self._database.call("complete_jobs", self._queue.complete_jobs, outcomes)
+                written = await self._database.call(
+                    "complete_jobs", self._queue.complete_jobs, outcomes, wake_executors
+                )
             except Exception as error:
                 self._tracing.record_complete(started_ns, len(outcomes), None, error)
                 raise

@@ -24,6 +24,7 @@ __all__ = [
     "LEASES_RELEASED",
     "LEASES_TAKEN",
     "LEASE_BATCHES",
+    "LEASE_LIMIT_HOLDS",
     "OUTCOMES_PENDING",
     "STALE_OUTCOMES",
     "WORKER_UP",
@@ -54,6 +55,12 @@ ABANDONED_THREADS = Gauge(
 )
 LEASES_TAKEN = Counter("leases_taken_total", "Jobs leased")
 LEASE_BATCHES = Counter("lease_batches_total", "lease_jobs statements that leased at least one job")
+LEASE_LIMIT_HOLDS = Counter(
+    "lease_limit_holds_total",
+    "Lease rounds of a type with limits that left READY jobs waiting because of a limit, by type and limit "
+    "(max_running, max_running_per_key or rate_limit)",
+    ["job_type", "limit"],
+)
 LEASES_LOST = Counter("leases_lost_total", "Running jobs whose lease another party took over (result discarded)")
 LEASES_RELEASED = Counter("leases_released_total", "Unfinished jobs handed back at shutdown")
 STALE_OUTCOMES = Counter("stale_outcomes_total", "Outcomes dropped because the lease token no longer matched")

@@ -4,6 +4,7 @@ Loops (one asyncio task each, all stopped by the shutdown sequence):
 
 - wakeup     LISTEN jobs_ready                       -> leaser.notify()
 - leaser     lease_jobs, up to the free slots        -> runner.start(job)
+             (lease_limited_jobs for types with limits)
 - runner     one attempt per job (timeout, cancel)   -> completer.add(outcome)
 - completer  complete_jobs, batched                  -> jobs_completed_total...
 - heartbeat  heartbeat_leases / check_leases         -> runner.cancel() / runner.lose()
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from services.executor import metrics
 from services.executor.completer import Completer
 from services.executor.heartbeat import Heartbeat
-from services.executor.leaser import Leaser
+from services.executor.leaser import Leaser, LimitedTypes
 from services.executor.loops import DatabaseCalls, RetryBackoff, sleep_or_stop, supervise
 from services.executor.outcomes import BackoffPolicy
 from services.executor.registry import HandlerRegistry
@@ -123,6 +124,7 @@ class Executor:
         settings = self.settings
         write_lock = asyncio.Lock()
         leaser: Leaser | None = None
+        limited = LimitedTypes()
 
         def slot_freed() -> None:
             if leaser is not None:
@@ -136,6 +138,7 @@ class Executor:
             settings.complete_flush_seconds,
             on_flushed=slot_freed,
             tracing=self.tracing,
+            limited_types=limited,
         )
         runner = Runner(
             self.registry,
@@ -159,6 +162,7 @@ class Executor:
             # Stop leasing while outcomes pile up unwritten (the database is slow or down).
             max_backlog=max(4 * settings.complete_batch_size, 2 * settings.concurrency),
             tracing=self.tracing,
+            limited=limited,
         )
         heartbeat = Heartbeat(
             self.queue,

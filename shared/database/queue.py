@@ -21,7 +21,11 @@ from shared.database.queries import query
 from shared.errors import DatabaseUnavailable
 from shared.jobs import JobStatus
 
-__all__ = ["JobOutcome", "JobQueue", "LeaseState", "LeasedJob", "ReadyListener"]
+__all__ = ["JobOutcome", "JobQueue", "LeaseState", "LeasedJob", "LimitedLease", "ReadyListener"]
+
+# lease_limited_jobs looks at most at this many READY jobs of the type (in lease order) to find jobs
+# whose concurrency_key has room: a backlog of one key longer than this delays the other keys.
+LIMITED_SCAN_JOBS = 1000
 
 
 class LeasedJob(NamedTuple):
@@ -55,6 +59,20 @@ class JobOutcome(NamedTuple):
     result: str | None = None
     error_message: str | None = None
     retry_delay: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitedLease:
+    """What lease_limited_jobs leased for one limited type, and what held the rest back.
+
+    ``held_by`` is None when nothing was held back by a limit (no more READY jobs, or the free slots
+    were the bound); otherwise "max_running", "rate_limit" or "max_running_per_key".
+    ``retry_after`` (seconds) is when the rate window frees a start, for ``held_by == "rate_limit"``.
+    """
+
+    jobs: list[LeasedJob]
+    held_by: str | None = None
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +137,49 @@ class JobQueue:
         jobs.sort(key=_start_order)
         return jobs
 
+    def lease_limited_jobs(self, owner: str, job_type: str, limit: int, lease_seconds: float) -> LimitedLease:
+        """Lease up to ``limit`` READY jobs of one type that has limits, within those limits.
+
+        Leasing of the type is serialized across executors by its limits row (lock_type_limits, then
+        lease_limited_jobs in the same transaction), so the counts are exact. A type whose limits are
+        gone meanwhile leases nothing here (lease_jobs takes it from then on).
+        """
+        if limit <= 0:
+            return LimitedLease([])
+        params = {
+            "owner": owner,
+            "type": job_type,
+            "limit": limit,
+            "lease_seconds": lease_seconds,
+            "scan_limit": LIMITED_SCAN_JOBS,
+        }
+        with translate_errors(), self.engine.begin() as conn:
+            if conn.execute(query("lock_type_limits"), {"type": job_type}).first() is None:
+                return LimitedLease([])
+            rows = conn.execute(query("lease_limited_jobs"), params).all()
+        # The first ten columns are lease_jobs' RETURNING; the rest, equal on every row, summarise.
+        jobs = [LeasedJob._make(row[:_LEASED_COLUMNS]) for row in rows if row[0] is not None]
+        jobs.sort(key=_start_order)
+        summary = rows[0]
+        slots, running_left, rate_left, rate_wait, ready_seen = summary[_LEASED_COLUMNS:]
+        if ready_seen <= len(jobs):
+            return LimitedLease(jobs)
+        if rate_left is not None and len(jobs) >= rate_left:
+            return LimitedLease(jobs, "rate_limit", max(0.0, rate_wait))
+        if running_left is not None and len(jobs) >= running_left:
+            return LimitedLease(jobs, "max_running")
+        if len(jobs) < slots:
+            # Room left, READY jobs left, yet not leased: their keys are at max_running_per_key.
+            return LimitedLease(jobs, "max_running_per_key")
+        return LimitedLease(jobs)  # the free slots were the bound
+
+    def select_limited_types(self, types: Sequence[str]) -> set[str]:
+        """Which of ``types`` have limits (and so are leased with lease_limited_jobs)."""
+        if not types:
+            return set()
+        with translate_errors(), self.engine.connect() as conn:
+            return {row.type for row in conn.execute(query("select_limited_types"), {"types": list(types)})}
+
     def heartbeat_leases(self, leases: Sequence[tuple[int, str]], lease_seconds: float) -> list[LeaseState]:
         """Extend the leases (job_id, token) still held; report each one's state."""
         if not leases:
@@ -149,11 +210,12 @@ class JobQueue:
         with translate_errors(), self.engine.begin() as conn:
             conn.execute(query("report_progress"), params)
 
-    def complete_jobs(self, outcomes: Sequence[JobOutcome]) -> dict[int, JobStatus]:
+    def complete_jobs(self, outcomes: Sequence[JobOutcome], wake_executors: bool = False) -> dict[int, JobStatus]:
         """Write outcomes in one statement; return the status written per job id.
 
         Outcomes whose lease is no longer held are left out of the answer (stale). When any job went
-        back to PENDING, the scheduler is notified once, in the same transaction.
+        back to PENDING, the scheduler is notified once, in the same transaction. ``wake_executors``
+        notifies jobs_ready too (the batch ended jobs of a type with limits, which frees room for more).
         """
         if not outcomes:
             return {}
@@ -170,6 +232,8 @@ class JobQueue:
             written = {job_id: _STATUSES[status] for job_id, status in rows}
             if JobStatus.PENDING in written.values():
                 conn.execute(query("notify_jobs_scheduled"))
+            if wake_executors and written:
+                conn.execute(query("notify_jobs_ready"))
         return written
 
     def release_leases(self, leases: Sequence[tuple[int, str]]) -> dict[int, JobStatus]:
@@ -210,6 +274,7 @@ class JobQueue:
 
 
 _STATUSES = {status.value: status for status in JobStatus}
+_LEASED_COLUMNS = len(LeasedJob._fields)
 
 
 def _start_order(job: LeasedJob) -> tuple[int, float, int]:

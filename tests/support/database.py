@@ -72,6 +72,10 @@ def truncate_jobs(database_url: str) -> None:
     conn = psycopg2.connect(database_url)
     try:
         with conn, conn.cursor() as cur:
+            # A transaction of its own, and DELETE (row locks) rather than TRUNCATE: a running executor
+            # locks job_type_limits then jobs, and locks taken in the other order could deadlock.
+            cur.execute("DELETE FROM job_type_limits")
+        with conn, conn.cursor() as cur:
             cur.execute("TRUNCATE jobs, job_counts, job_schedules RESTART IDENTITY")
     finally:
         conn.close()

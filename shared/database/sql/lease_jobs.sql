@@ -1,6 +1,7 @@
 -- lease_jobs: take up to :limit READY jobs of the given types for one executor, highest priority
 -- first, then due time, then id (jobs_ready_idx). SKIP LOCKED lets many executors lease at once
 -- without waiting on each other; the UPDATE hands each job a fresh token that fences its outcome.
+-- Types with limits are never leased here (lease_limited_jobs does, within the limits).
 WITH candidates AS (
     SELECT job_id
     FROM jobs
@@ -25,6 +26,12 @@ SET status = 'PROCESSING',
 -- ANY(ARRAY(...)) rather than a join: always primary-key lookups, never a hash join that scans the
 -- whole table (millions of finished rows) when the planner misjudges the batch.
 WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM candidates))
+  -- Types with limits are leased only by lease_limited_jobs. Executors leave them out of :types, so
+  -- this only matters while an executor's list is stale (up to a second after SetTypeLimits): such a
+  -- candidate stays READY. Checked here and not in candidates, where any such condition (NOT EXISTS,
+  -- <> ALL) wrecks the row estimate and the planner sorts every READY job instead of reading
+  -- jobs_ready_idx in order. The array is read once per statement (an InitPlan).
+  AND j.type <> ALL(ARRAY(SELECT type FROM job_type_limits))
 -- Plain values the executor needs and nothing more: turning timestamps and uuids into Python objects
 -- costs more per row than the rest of leasing. started_at is now() for every row of the batch, so
 -- ordering by queue wait (longest first) is ordering by run_at.
