@@ -587,3 +587,24 @@ def test_schedule_calls_round_trip_and_a_due_schedule_submits_its_job(api: ApiSe
                 client.delete_schedule("every-second")
     finally:
         scheduler.stop()
+
+
+def test_limit_calls_round_trip(client: JobClient) -> None:
+    limits = client.set_limits("send_email", rate_limit=100, rate_period_seconds=60)
+    assert (limits.type, limits.rate_limit, limits.rate_period_seconds, limits.max_running) == (
+        "send_email",
+        100,
+        60,
+        None,
+    )
+    assert limits.updated_at is not None
+    replaced = client.set_limits("send_email", max_running=2)
+    assert (replaced.rate_limit, replaced.max_running) == (None, 2)
+    assert client.list_limits() == [replaced]
+    with pytest.raises(InvalidArgument) as bad:
+        client.set_limits("send_email", max_running_per_key=0)
+    assert bad.value.field == "max_running_per_key"
+    client.delete_limits("send_email")
+    assert client.list_limits() == []
+    with pytest.raises(NotFound):
+        client.delete_limits("send_email")

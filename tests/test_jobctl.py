@@ -301,3 +301,20 @@ def test_schedules_create_list_get_and_delete(jobctl: Jobctl) -> None:
     assert jobctl.json("schedules", "list") == []
     gone = jobctl("schedules", "get", "nightly-report")
     assert gone.returncode == 1 and "nightly-report" in gone.stderr
+
+
+def test_limits_set_list_and_delete(jobctl: Jobctl) -> None:
+    set_ = jobctl("limits", "set", "send_email", "--rate", "100/60", "--max-running", "5")
+    assert set_.returncode == 0, set_.stderr
+    assert set_.stdout.split("\n")[1].split() == ["send_email", "5", "-", "100/60s"]
+    assert jobctl.json("limits", "set", "sync_customer", "--max-running-per-key", "1")["max_running_per_key"] == 1
+    listed = jobctl.json("limits", "list")
+    assert [item["type"] for item in listed] == ["send_email", "sync_customer"]
+    assert listed[0]["rate_limit"] == 100 and listed[0]["rate_period_seconds"] == 60
+    bad = jobctl("limits", "set", "send_email", "--max-running", "0")
+    assert bad.returncode == 2 and "max_running" in bad.stderr
+    assert jobctl("limits", "set", "send_email", "--rate", "lots").returncode == 2
+    assert jobctl("limits", "delete", "send_email").returncode == 0
+    assert [item["type"] for item in jobctl.json("limits", "list")] == ["sync_customer"]
+    missing = jobctl("limits", "delete", "send_email")
+    assert missing.returncode == 1 and "send_email" in missing.stderr
