@@ -6,6 +6,7 @@ finishes; the executors POST the finished job to the receiver, signed when they 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -23,8 +24,13 @@ import grpc
 import psycopg2
 import pytest
 
+from services.executor import JobContext, PermanentError
+from services.executor.__main__ import build_parser
+from services.executor.handlers import callback
+from services.executor.settings import CallbackSettings, ExecutorSettings
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
+from shared.settings import SettingsError
 from tests.support.api import ApiServer
 from tests.support.processes import FAST_WORKER_ENV, ServiceProcess, free_port, wait_until
 
@@ -385,3 +391,49 @@ def test_a_job_stored_already_finished_is_delivered_and_a_pruned_delivery_is_unk
         "delivery_job_id": shown["callback"]["delivery_job_id"],
         "delivered_at": None,
     }
+
+
+# -- the handler and its settings, without processes ---------------------------------------------------
+
+
+def deliver(payload: dict[str, Any], job_id: int = 7) -> Any:
+    return asyncio.run(callback.deliver_callback(payload, JobContext(job_id, "jobs.callback", 1, 10, 30)))
+
+
+def test_the_handler_signs_when_configured_and_fails_retryably_on_anything_but_2xx(receiver: Receiver) -> None:
+    body = {"event": "job.finished", "job": {"job_id": 1, "payload": {"text": "héllo"}}}
+    callback.configure(CallbackSettings(signing_secret=SECRET, timeout_seconds=5))
+    try:
+        assert deliver({"url": receiver.url("/direct"), "job_id": 1, "body": body}) == {"status": 200}
+    finally:
+        callback.configure(CallbackSettings())
+    [delivery] = receiver.to("/direct")
+    assert delivery.json == body and delivery.headers["webhook-id"] == "7"
+    assert verify_signature(delivery.headers["webhook-signature"], delivery.body, SECRET)
+
+    receiver.plan["/moved"] = [302]
+    with pytest.raises(callback.CallbackDeliveryError, match=r"HTTP 302 \(redirects are not followed\)"):
+        deliver({"url": receiver.url("/moved"), "body": body})
+    receiver.plan["/gone?token=hidden"] = [410]
+    with pytest.raises(callback.CallbackDeliveryError, match="HTTP 410: nope") as gone:
+        deliver({"url": receiver.url("/gone?token=hidden"), "body": body})
+    assert "hidden" not in str(gone.value)  # queries and credentials stay out of error messages
+    with pytest.raises(ConnectionError) as refused:
+        deliver({"url": f"http://user:pw@127.0.0.1:{free_port()}/hook?token=hidden", "body": body})
+    assert "pw" not in str(refused.value) and "hidden" not in str(refused.value)
+    for bad in ({"body": body}, {"url": "ftp://example.com/", "body": body}, {"url": receiver.url("/x")}):
+        with pytest.raises(PermanentError):
+            deliver(bad)
+
+
+def test_callback_settings_check_the_secret_and_never_show_it() -> None:
+    settings = ExecutorSettings.from_env({"CALLBACK_SIGNING_SECRET": SECRET, "CALLBACK_TIMEOUT_SECONDS": "2.5"})
+    assert settings.callback.signing_secret == SECRET and settings.callback.timeout_seconds == 2.5
+    assert SECRET not in repr(settings)
+    assert ExecutorSettings.from_env({}).callback == CallbackSettings(signing_secret=None, timeout_seconds=10.0)
+    with pytest.raises(SettingsError, match="CALLBACK_SIGNING_SECRET must be at least 16") as short:
+        ExecutorSettings.from_env({"CALLBACK_SIGNING_SECRET": "short-secret"})
+    assert "short-secret" not in str(short.value)
+    with pytest.raises(SettingsError, match="CALLBACK_TIMEOUT_SECONDS"):
+        ExecutorSettings.from_env({"CALLBACK_TIMEOUT_SECONDS": "31"})
+    assert "CALLBACK_SIGNING_SECRET" in build_parser().format_help()
