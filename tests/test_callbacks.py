@@ -32,7 +32,7 @@ from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from shared.settings import SettingsError
 from tests.support.api import ApiServer
-from tests.support.processes import FAST_WORKER_ENV, ServiceProcess, free_port, wait_until
+from tests.support.processes import FAST_WORKER_ENV, ROOT, ServiceProcess, free_port, wait_until
 
 SECRET = "test-webhook-secret-0123456789abcdef"
 
@@ -157,6 +157,15 @@ def verify_signature(header: str, body: bytes, secret: str, tolerance_seconds: i
     return fresh and hmac.compare_digest(expected, fields["v1"])
 
 
+def documented_verifier() -> Any:
+    """The verify_webhook function docs/callbacks.md tells receivers to use, run as written."""
+    text = (ROOT / "docs" / "callbacks.md").read_text()
+    snippet = text.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "docs/callbacks.md", "exec"), namespace)
+    return namespace["verify_webhook"]
+
+
 def test_a_completed_job_is_posted_once_signed_and_shaped_like_get(
     api: ApiServer, stub: JobServiceStub, receiver: Receiver, db: str, tmp_path: Path
 ) -> None:
@@ -182,6 +191,12 @@ def test_a_completed_job_is_posted_once_signed_and_shaped_like_get(
     assert verify_signature(delivery.headers["webhook-signature"], delivery.body, SECRET)
     assert not verify_signature(delivery.headers["webhook-signature"], delivery.body + b" ", SECRET)
     assert not verify_signature(delivery.headers["webhook-signature"], delivery.body, SECRET + "x")
+    verify_webhook = documented_verifier()
+    assert verify_webhook(SECRET, delivery.body, delivery.headers["webhook-signature"])
+    assert not verify_webhook(
+        SECRET, delivery.body.replace(b"COMPLETED", b"FAILED"), delivery.headers["webhook-signature"]
+    )
+    assert not verify_webhook(SECRET, delivery.body, "garbage")
 
     # The body is the job as GET /jobs/{id} shows it, field for field, as of its finish.
     body = delivery.json
