@@ -9,11 +9,13 @@ from dataclasses import MISSING, dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
+from urllib.parse import urlsplit
 
 from shared.errors import InvalidArgument
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "CALLBACK_JOB_TYPE",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_PRIORITY",
     "FINISHED_STATUSES",
@@ -30,6 +32,10 @@ TYPE_PATTERN = re.compile(r"[a-z0-9_.\-]{1,128}")
 IDEMPOTENCY_KEY_MAX_LENGTH = 256
 CONCURRENCY_KEY_MAX_LENGTH = 256
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+CALLBACK_URL_MAX_LENGTH = 2048
+# Job types the service submits itself; a client may not, or it could have deliveries signed for it.
+CALLBACK_JOB_TYPE = "jobs.callback"
+RESERVED_TYPES = frozenset({CALLBACK_JOB_TYPE})
 
 
 class JobStatus(str, Enum):
@@ -87,6 +93,14 @@ class Job:
     concurrency_key: str | None = None
     unique_key: str | None = None
     schedule_name: str | None = None
+    # The webhook's newest delivery job (type "jobs.callback"), and what the API's reads join from it.
+    # callback_delivery_pruned: the delivery job was deleted by retention, so its outcome is unknown.
+    callback_job_id: int | None = None
+    callback_delivery_status: JobStatus | None = None
+    callback_delivery_attempts: int = 0
+    callback_delivery_error: str | None = None
+    callback_delivery_finished_at: datetime | None = None
+    callback_delivery_pruned: bool = False
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:
@@ -106,6 +120,10 @@ class Job:
                 values["lease_token"] = str(values["lease_token"])
             if values["depends_on"].__class__ is list:  # bigint[] arrives as a list
                 values["depends_on"] = tuple(values["depends_on"])
+            if values["callback_delivery_status"] is not None:
+                values["callback_delivery_status"] = JobStatus(values["callback_delivery_status"])
+            if values["callback_delivery_attempts"] is None:  # no delivery job (yet, or any more)
+                values["callback_delivery_attempts"] = 0
             # Filling __dict__ directly: a frozen dataclass's __init__ sets its ~30 fields one
             # object.__setattr__ at a time, which made building Jobs the api's largest cost on batch submits.
             job = object.__new__(cls)
@@ -147,6 +165,8 @@ class NewJob:
             raise InvalidArgument("type", "is required")
         if not TYPE_PATTERN.fullmatch(self.type):
             raise InvalidArgument("type", "must be 1-128 characters of a-z 0-9 _ . -")
+        if self.type in RESERVED_TYPES:
+            raise InvalidArgument("type", f"{self.type} is reserved for the service's own jobs")
         if not 1 <= self.priority <= 10:
             raise InvalidArgument("priority", f"must be between 1 and 10, got {self.priority}")
         if not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT:
@@ -165,6 +185,8 @@ class NewJob:
             raise InvalidArgument("concurrency_key", f"must be 1-{CONCURRENCY_KEY_MAX_LENGTH} characters when given")
         if self.concurrency_key is not None and "\x00" in self.concurrency_key:
             raise InvalidArgument("concurrency_key", "must not contain NUL characters")
+        if self.callback_url is not None:
+            _check_callback_url(self.callback_url)
         if self.scheduled_at is not None and self.scheduled_at.tzinfo is None:
             raise InvalidArgument("scheduled_at", "must carry a time zone")
         if not isinstance(self.payload, dict):
@@ -179,6 +201,27 @@ class NewJob:
         if size > max_payload_bytes:
             raise InvalidArgument("payload", f"is {size} bytes encoded; the limit is {max_payload_bytes}")
         return encoded
+
+
+def _check_callback_url(url: str) -> None:
+    """An absolute http(s) URL with a host that the executors can POST to; InvalidArgument if not."""
+    if not url:
+        raise InvalidArgument("callback_url", "must not be empty when given")
+    if len(url) > CALLBACK_URL_MAX_LENGTH:
+        raise InvalidArgument("callback_url", f"is {len(url)} characters; the limit is {CALLBACK_URL_MAX_LENGTH}")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise InvalidArgument("callback_url", "must not contain spaces or control characters (NUL included)")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when not a number in 0-65535
+    except ValueError as exc:
+        raise InvalidArgument("callback_url", f"is not a valid URL: {exc}") from exc
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidArgument("callback_url", "must be an absolute http:// or https:// URL")
+    if not parts.hostname:
+        raise InvalidArgument("callback_url", "must name a host")
+    if port == 0:
+        raise InvalidArgument("callback_url", "port 0 cannot be reached")
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def job_to_proto(job: Job) -> pb.Job:
     if job.schedule_name is not None:
         message.schedule = job.schedule_name
     if job.callback_url is not None:
-        message.callback.url = job.callback_url
+        _callback(job, message.callback)
     if job.error_message is not None:
         message.error_message = job.error_message
     dict_to_struct(job.payload, message.payload)
@@ -111,6 +111,34 @@ def job_to_proto(job: Job) -> pb.Job:
         message.progress.message = job.progress_message or ""
         _timestamp(job.progress_at, message.progress.updated_at)
     return message
+
+
+def _callback(job: Job, target: pb.Callback) -> None:
+    """The webhook's state, derived from the job and its newest delivery job (see get_job.sql)."""
+    target.url = job.callback_url or ""
+    if not job.status.finished:
+        # Not finished (again, after RetryJob): whatever an earlier delivery did is not this run's.
+        target.state = pb.Callback.WAITING
+        return
+    if job.callback_job_id is None:
+        # Only in what the statement that finished the job returns: its trigger is queuing the delivery.
+        target.state = pb.Callback.SENDING
+        return
+    target.delivery_job_id = job.callback_job_id
+    if job.callback_delivery_pruned:
+        # Retention deleted the delivery job: its outcome is no longer known (state unspecified).
+        return
+    target.attempts = job.callback_delivery_attempts
+    if job.callback_delivery_error is not None:
+        target.last_error = job.callback_delivery_error
+    delivery = job.callback_delivery_status
+    if delivery is JobStatus.COMPLETED:
+        target.state = pb.Callback.DELIVERED
+        _timestamp(job.callback_delivery_finished_at, target.delivered_at)
+    elif delivery in (JobStatus.FAILED, JobStatus.CANCELLED):
+        target.state = pb.Callback.FAILED
+    else:
+        target.state = pb.Callback.SENDING
 
 
 def submit_result_to_proto(result: SubmitResult) -> pb.SubmitJobResponse:

@@ -161,8 +161,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
     registry = default_registry
     try:
-        import services.executor.handlers  # noqa: F401 - registers the built-in handlers
+        import services.executor.handlers  # registers the built-in handlers
 
+        services.executor.handlers.callback.configure(settings.callback)
         load_entry_points(registry)
         load_handler_modules(settings.handler_modules)
     except RegistryError as error:

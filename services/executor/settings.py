@@ -20,6 +20,11 @@ Environment variables (the common ones have a command-line flag that overrides t
                                           do not count against the concurrency (default: the concurrency)
     RETRY_BACKOFF_BASE_SECONDS            delay before the first retry; doubles per attempt (1)
     RETRY_BACKOFF_CAP_SECONDS             longest delay between attempts (3600)
+    CALLBACK_SIGNING_SECRET               signs completion webhooks (jobs.callback): a Webhook-Signature
+                                          header with an HMAC-SHA256 of the body; 16+ characters; unset:
+                                          unsigned. Never logged (see docs/callbacks.md)
+    CALLBACK_TIMEOUT_SECONDS              longest one webhook POST may take (10; at most 30, the
+                                          delivery job's own timeout)
     METRICS_PORT                          port of the Prometheus /metrics endpoint; 0 turns it off (8001)
     LOG_LEVEL                             DEBUG, INFO, WARNING or ERROR (INFO)
     LOG_FORMAT                            text or json (text)
@@ -30,7 +35,7 @@ The send_email handler reads SMTP_* variables of its own (see services/executor/
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.jobs import TYPE_PATTERN
 from shared.settings import (
@@ -49,6 +54,7 @@ from shared.settings import (
 )
 
 __all__ = [
+    "DEFAULT_CALLBACK_TIMEOUT_SECONDS",
     "DEFAULT_CANCEL_CHECK_INTERVAL_SECONDS",
     "DEFAULT_COMPLETE_BATCH_SIZE",
     "DEFAULT_COMPLETE_FLUSH_SECONDS",
@@ -63,6 +69,7 @@ __all__ = [
     "DEFAULT_SHUTDOWN_GRACE_SECONDS",
     "LOG_FORMATS",
     "LOG_LEVELS",
+    "CallbackSettings",
     "ExecutorSettings",
 ]
 
@@ -79,6 +86,35 @@ DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 DEFAULT_RETRY_BACKOFF_BASE_SECONDS = 1.0
 DEFAULT_RETRY_BACKOFF_CAP_SECONDS = 3600.0
 DEFAULT_METRICS_PORT = 8001
+DEFAULT_CALLBACK_TIMEOUT_SECONDS = 10.0
+# A delivery job may run 30 s (migration 0005); the POST must fit inside it.
+MAX_CALLBACK_TIMEOUT_SECONDS = 30.0
+MIN_CALLBACK_SECRET_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    """How the jobs.callback handler POSTs completion webhooks."""
+
+    # repr=False: settings objects get printed and logged; the secret must never be.
+    signing_secret: str | None = field(default=None, repr=False)
+    timeout_seconds: float = DEFAULT_CALLBACK_TIMEOUT_SECONDS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CallbackSettings:
+        """CALLBACK_* variables; SettingsError names a bad one (and never shows the secret)."""
+        secret = env_str("CALLBACK_SIGNING_SECRET", "", env) or None
+        if secret is not None and len(secret) < MIN_CALLBACK_SECRET_LENGTH:
+            raise SettingsError(
+                f"CALLBACK_SIGNING_SECRET must be at least {MIN_CALLBACK_SECRET_LENGTH} characters "
+                "(use a long random string, e.g. from `openssl rand -hex 32`)"
+            )
+        return cls(
+            signing_secret=secret,
+            timeout_seconds=env_float(
+                "CALLBACK_TIMEOUT_SECONDS", DEFAULT_CALLBACK_TIMEOUT_SECONDS, 0.1, MAX_CALLBACK_TIMEOUT_SECONDS, env
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -104,6 +140,7 @@ class ExecutorSettings:
     metrics_port: int = DEFAULT_METRICS_PORT
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT
+    callback: CallbackSettings = field(default_factory=CallbackSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ExecutorSettings:
@@ -155,6 +192,7 @@ class ExecutorSettings:
             metrics_port=env_int("METRICS_PORT", DEFAULT_METRICS_PORT, 0, 65535, env),
             log_level=log_level,
             log_format=log_format,
+            callback=CallbackSettings.from_env(env),
         )
 
 

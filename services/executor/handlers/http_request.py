@@ -26,7 +26,7 @@ from services.executor.errors import PermanentError
 from services.executor.handlers.basic import number_field
 from services.executor.registry import handler
 
-__all__ = ["RESPONSE_BODY_LIMIT", "http_request"]
+__all__ = ["RESPONSE_BODY_LIMIT", "http_request", "redact_url"]
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -85,9 +85,9 @@ async def http_request(payload: dict[str, Any], ctx: JobContext) -> dict[str, An
     except aiohttp.InvalidURL as error:
         raise PermanentError(f"invalid URL: {error}") from error
     except asyncio.TimeoutError as error:
-        raise TimeoutError(f"{method} {_safe(url)}: no complete answer within {timeout:g} s") from error
+        raise TimeoutError(f"{method} {redact_url(url)}: no complete answer within {timeout:g} s") from error
     except aiohttp.ClientError as error:
-        raise ConnectionError(f"{method} {_safe(url)}: {type(error).__name__}: {error}") from error
+        raise ConnectionError(f"{method} {redact_url(url)}: {type(error).__name__}: {error}") from error
 
     truncated = len(raw) > RESPONSE_BODY_LIMIT
     try:
@@ -97,13 +97,13 @@ async def http_request(payload: dict[str, Any], ctx: JobContext) -> dict[str, An
     text = text.replace("\x00", "\ufffd")  # jsonb cannot store NUL
     if 200 <= status < 300:
         return {"status": status, "headers": response_headers, "body": text, "truncated": truncated}
-    message = f"{method} {_safe(url)} answered HTTP {status}: {text[:ERROR_BODY_SNIPPET]}"
+    message = f"{method} {redact_url(url)} answered HTTP {status}: {text[:ERROR_BODY_SNIPPET]}"
     if status >= 500 or status in RETRYABLE_STATUSES:
         raise HttpStatusError(message)
     raise PermanentError(message)
 
 
-def _safe(url: str) -> str:
+def redact_url(url: str) -> str:
     """The URL without credentials, for error messages."""
     parts = urlsplit(url)
     if parts.username or parts.password:
