@@ -420,7 +420,7 @@ def test_scaled_objects_query_capped_ready_work(rendered: tuple[str, list[Resour
         )
         assert match, query
         assert int(match["limit"]) <= 100_000
-        # Only READY work: no other status, so the partial index jobs_ready_idx serves it.
+        # Only READY work: no other status, so the partial index jobs_ready_type_idx serves it.
         assert [status for status in STATUSES if status in query] == ["READY"], query
         # Saturation (limit / target) asks for at least maxReplicaCount executors.
         assert int(match["limit"]) / float(metadata["targetQueryValue"]) >= spec["maxReplicaCount"], name
@@ -428,8 +428,9 @@ def test_scaled_objects_query_capped_ready_work(rendered: tuple[str, list[Resour
         for ref in auth["spec"]["secretTargetRef"]:
             assert ref["parameter"] in {"connection", "password"}
             assert ref["key"] in secrets[ref["name"]]["stringData"]
-    migration = (ROOT / "migrations/versions/0001_create_jobs.py").read_text()
-    assert "CREATE INDEX jobs_ready_idx ON jobs (priority, run_at, job_id) WHERE status = 'READY'" in migration
+    migration = (ROOT / "migrations/versions/0006_type_limits.py").read_text()
+    index = "CREATE INDEX jobs_ready_type_idx ON jobs (type, priority, run_at, job_id) WHERE status = 'READY'"
+    assert index in migration
 
 
 def test_the_email_pool_and_the_base_pool_split_the_builtin_types() -> None:

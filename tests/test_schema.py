@@ -52,7 +52,8 @@ def test_hot_queries_have_their_partial_indexes(database_url: str) -> None:
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobs'")
         indexes = dict(cur.fetchall())
-    assert "WHERE (status = 'READY'::job_status)" in indexes["jobs_ready_idx"]
+    assert "(type, priority, run_at, job_id) WHERE (status = 'READY'::job_status)" in indexes["jobs_ready_type_idx"]
+    assert "jobs_ready_idx" not in indexes  # replaced: leasing reads READY jobs per type
     assert "WHERE (status = 'PENDING'::job_status)" in indexes["jobs_pending_idx"]
     assert "WHERE (status = 'PROCESSING'::job_status)" in indexes["jobs_processing_idx"]
     assert "UNIQUE" in indexes["jobs_idempotency_key_uq"]

@@ -32,14 +32,13 @@ def upgrade() -> None:
             updated_at           timestamptz NOT NULL DEFAULT now()
         );
 
-        -- lease_limited_jobs: the READY jobs of one type in lease order, without walking the READY
-        -- jobs of every other type. Partial on READY: a job enters it when it becomes READY (submit,
-        -- promote, rescue); leasing, completing and retrying never insert into it. The always-true
-        -- "priority > 0" is there on purpose: only a query that repeats it (lease_limited_jobs) can use
-        -- this index, so the planner can never pick it plus a sort of every READY job for lease_jobs
-        -- (whose order is jobs_ready_idx's) when its estimates are off, as on a freshly filled table.
-        CREATE INDEX jobs_ready_type_idx ON jobs (type, priority, run_at, job_id)
-            WHERE status = 'READY' AND priority > 0;
+        -- Leasing reads READY jobs per type, in lease order (lease_jobs, lease_limited_jobs), so that
+        -- READY jobs of types an executor does not take (another pool's, or held back by a limit) are
+        -- never walked past. It replaces jobs_ready_idx (priority, run_at, job_id), which nothing
+        -- reads any more. Partial on READY: a job enters it when it becomes READY (submit, promote,
+        -- rescue, release).
+        CREATE INDEX jobs_ready_type_idx ON jobs (type, priority, run_at, job_id) WHERE status = 'READY';
+        DROP INDEX jobs_ready_idx;
         """
     )
 
@@ -47,6 +46,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
+        CREATE INDEX jobs_ready_idx ON jobs (priority, run_at, job_id) WHERE status = 'READY';
         DROP INDEX jobs_ready_type_idx;
         DROP TABLE job_type_limits;
         """

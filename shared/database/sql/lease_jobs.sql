@@ -1,15 +1,44 @@
 -- lease_jobs: take up to :limit READY jobs of the given types for one executor, highest priority
--- first, then due time, then id (jobs_ready_idx). SKIP LOCKED lets many executors lease at once
--- without waiting on each other; the UPDATE hands each job a fresh token that fences its outcome.
+-- first, then due time, then id. SKIP LOCKED lets many executors lease at once without waiting on each
+-- other; the UPDATE hands each job a fresh token that fences its outcome.
 -- Types with limits are never leased here (lease_limited_jobs does, within the limits).
-WITH candidates AS (
-    SELECT job_id
-    FROM jobs
-    WHERE status = 'READY'
-      AND type = ANY(CAST(:types AS text[]))
-    ORDER BY priority, run_at, job_id
+--
+-- Read per type (jobs_ready_type_idx: type, priority, run_at, job_id), never along one index of every
+-- READY job: READY jobs of types this executor does not take (another pool's, or a type held back by
+-- its rate limit) would otherwise be walked past on every lease, and a backlog of 100,000 of them made
+-- each lease 30-80 ms instead of under 1 ms.
+-- 1. top: the first :limit READY jobs of each type, merged into the first :limit overall (index-only
+--    reads, no locks). quota: how many of those each type has.
+-- 2. candidates: each type's first quota jobs, locked with SKIP LOCKED. A job another executor is
+--    leasing right now is skipped for the next one of the same type, so exactly as many rows are locked
+--    as are leased, and a busy type never costs the others anything.
+WITH top AS (
+    SELECT first.type, first.priority, first.run_at, first.job_id
+    FROM unnest(CAST(:types AS text[])) AS t(type)
+    CROSS JOIN LATERAL (
+        SELECT type, priority, run_at, job_id
+        FROM jobs
+        WHERE status = 'READY' AND type = t.type
+        ORDER BY priority, run_at, job_id
+        LIMIT :limit
+    ) AS first
+    ORDER BY first.priority, first.run_at, first.job_id
     LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+),
+quota AS (
+    SELECT type, count(*) AS jobs FROM top GROUP BY type
+),
+candidates AS (
+    SELECT taken.job_id
+    FROM quota
+    CROSS JOIN LATERAL (
+        SELECT job_id
+        FROM jobs
+        WHERE status = 'READY' AND type = quota.type
+        ORDER BY priority, run_at, job_id
+        LIMIT quota.jobs
+        FOR UPDATE SKIP LOCKED
+    ) AS taken
 )
 UPDATE jobs AS j
 SET status = 'PROCESSING',
@@ -30,7 +59,7 @@ WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM candidates))
   -- this only matters while an executor's list is stale (up to a second after SetTypeLimits): such a
   -- candidate stays READY. Checked here and not in candidates, where any such condition (NOT EXISTS,
   -- <> ALL) wrecks the row estimate and the planner sorts every READY job instead of reading
-  -- jobs_ready_idx in order. The array is read once per statement (an InitPlan).
+  -- jobs_ready_type_idx in order. The array is read once per statement (an InitPlan).
   AND j.type <> ALL(ARRAY(SELECT type FROM job_type_limits))
 -- Plain values the executor needs and nothing more: turning timestamps and uuids into Python objects
 -- costs more per row than the rest of leasing. started_at is now() for every row of the batch, so

@@ -54,7 +54,7 @@ ranked AS MATERIALIZED (
     FROM (
         SELECT job_id, priority, run_at, concurrency_key
         FROM jobs
-        WHERE status = 'READY' AND type = :type AND priority > 0  -- jobs_ready_type_idx
+        WHERE status = 'READY' AND type = :type  -- jobs_ready_type_idx
         ORDER BY priority, run_at, job_id
         LIMIT :scan_limit
     ) AS ready
@@ -110,7 +110,7 @@ SELECT leased.*,
        budget.rate_wait_seconds,
        -- More READY jobs than were leased: something (a limit, or the free slots) held some back.
        (SELECT count(*) FROM (
-            SELECT 1 FROM jobs WHERE status = 'READY' AND type = :type AND priority > 0  -- jobs_ready_type_idx
+            SELECT 1 FROM jobs WHERE status = 'READY' AND type = :type  -- jobs_ready_type_idx
             ORDER BY priority, run_at, job_id
             LIMIT (SELECT n FROM slots) + 1
         ) AS waiting) AS ready_seen
