@@ -72,6 +72,6 @@ def truncate_jobs(database_url: str) -> None:
     conn = psycopg2.connect(database_url)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute("TRUNCATE jobs, job_counts RESTART IDENTITY")
+            cur.execute("TRUNCATE jobs, job_counts, job_dependencies RESTART IDENTITY")
     finally:
         conn.close()
