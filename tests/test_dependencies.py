@@ -358,6 +358,7 @@ def test_list_and_stats_show_waiting_jobs(stub: JobServiceStub) -> None:
 
 def test_rest_shapes_of_dependencies(api: ApiServer, db: str) -> None:
     root = api.post("/jobs", {"type": "echo", "scheduled_at": "2099-01-01T00:00:00Z"}).body
+    assert root["depends_on"] == [] and root["pending_dependencies"] == 0
     batch = api.post(
         "/jobs:batch",
         {
