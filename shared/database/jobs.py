@@ -244,7 +244,11 @@ class JobStore:
         todo = list(range(len(jobs)))
         for _ in range(UNIQUE_KEY_ATTEMPTS):
             batch = [jobs[i] for i in todo]
-            inserted = _jobs(conn.execute(query("submit_jobs"), _submit_params(batch)))
+            # The plain statement's ON CONFLICT names the idempotency key's index alone, which is cheaper.
+            statement = (
+                "submit_jobs_with_unique_keys" if any(job.unique_key is not None for job, _ in batch) else "submit_jobs"
+            )
+            inserted = _jobs(conn.execute(query(statement), _submit_params(batch)))
             matched = self._resolve_skipped(conn, batch, _created_positions(batch, inserted))
             for position, outcome in zip(todo, matched, strict=True):
                 outcomes[position] = outcome

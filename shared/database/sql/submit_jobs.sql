@@ -1,7 +1,6 @@
--- submit_jobs: one multi-row insert for a whole batch. A job whose idempotency key is taken, or whose
--- unique_key an unfinished job holds, is skipped here (ON CONFLICT DO NOTHING, for either unique
--- index, waits for a concurrent insert of the same key to commit); the caller then reads the existing
--- job with select_jobs_by_idempotency_keys or select_active_jobs_by_unique_keys.
+-- submit_jobs: one multi-row insert for a whole batch. A job whose idempotency key is taken is
+-- skipped here (ON CONFLICT DO NOTHING waits for a concurrent insert of the same key to commit);
+-- the caller then reads the existing job with select_jobs_by_idempotency_keys.
 -- The same statement wakes executors (jobs_ready) and the scheduler (jobs_scheduled), once each at
 -- most, when it made READY or PENDING jobs: one round trip instead of three. PostgreSQL delivers the
 -- notifications at commit, and drops them on rollback.
@@ -40,7 +39,7 @@ FROM unnest(
      AS t(type, priority, payload, idempotency_key, scheduled_at, max_attempts, timeout_seconds,
           traceparent, callback_url, concurrency_key, unique_key, schedule_name, ordinal)
 ORDER BY t.ordinal
-ON CONFLICT DO NOTHING
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *
 ),
 woken AS (SELECT pg_notify('jobs_ready', '') FROM inserted WHERE status = 'READY' LIMIT 1),
