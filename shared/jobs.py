@@ -31,6 +31,8 @@ MAX_ATTEMPTS_LIMIT = 100
 TYPE_PATTERN = re.compile(r"[a-z0-9_.\-]{1,128}")
 IDEMPOTENCY_KEY_MAX_LENGTH = 256
 CONCURRENCY_KEY_MAX_LENGTH = 256
+UNIQUE_KEY_MAX_LENGTH = 256
+MAX_DEPENDENCIES = 100
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 CALLBACK_URL_MAX_LENGTH = 2048
 # Job types the service submits itself; a client may not, or it could have deliveries signed for it.
@@ -159,8 +161,12 @@ class NewJob:
     # Set by the scheduler for jobs of a periodic schedule; never by a client.
     schedule_name: str | None = None
 
-    def validate(self, max_payload_bytes: int) -> str:
-        """Raise InvalidArgument naming the first bad field; return the payload encoded as JSON."""
+    def validate(self, max_payload_bytes: int, batch_position: int | None = None) -> str:
+        """Raise InvalidArgument naming the first bad field; return the payload encoded as JSON.
+
+        ``batch_position`` is the job's 0-based position in a SubmitJobs request (None for a unary
+        submit): depends_on_index may name only earlier positions, which keeps every batch acyclic.
+        """
         if not self.type:
             raise InvalidArgument("type", "is required")
         if not TYPE_PATTERN.fullmatch(self.type):
@@ -187,6 +193,11 @@ class NewJob:
             raise InvalidArgument("concurrency_key", "must not contain NUL characters")
         if self.callback_url is not None:
             _check_callback_url(self.callback_url)
+        if self.unique_key is not None and not 1 <= len(self.unique_key) <= UNIQUE_KEY_MAX_LENGTH:
+            raise InvalidArgument("unique_key", f"must be 1-{UNIQUE_KEY_MAX_LENGTH} characters when given")
+        if self.unique_key is not None and "\x00" in self.unique_key:
+            raise InvalidArgument("unique_key", "must not contain NUL characters")
+        self._validate_dependencies(batch_position)
         if self.scheduled_at is not None and self.scheduled_at.tzinfo is None:
             raise InvalidArgument("scheduled_at", "must carry a time zone")
         if not isinstance(self.payload, dict):
@@ -201,6 +212,31 @@ class NewJob:
         if size > max_payload_bytes:
             raise InvalidArgument("payload", f"is {size} bytes encoded; the limit is {max_payload_bytes}")
         return encoded
+
+    def _validate_dependencies(self, batch_position: int | None) -> None:
+        if len(self.depends_on) + len(self.depends_on_index) > MAX_DEPENDENCIES:
+            raise InvalidArgument(
+                "depends_on",
+                f"has {len(self.depends_on) + len(self.depends_on_index)} dependencies (depends_on and "
+                f"depends_on_index together); at most {MAX_DEPENDENCIES}",
+            )
+        for index, job_id in enumerate(self.depends_on):
+            if job_id <= 0:
+                raise InvalidArgument(f"depends_on[{index}]", f"must be a job id (positive), got {job_id}")
+        if self.depends_on_index and batch_position is None:
+            raise InvalidArgument("depends_on_index", "is only allowed in SubmitJobs; use depends_on with job ids")
+        for index, position in enumerate(self.depends_on_index):
+            if batch_position is not None and not 0 <= position < batch_position:
+                raise InvalidArgument(
+                    f"depends_on_index[{index}]",
+                    f"must name an earlier job of this request (0 to {batch_position - 1}), got {position}"
+                    if batch_position
+                    else f"must name an earlier job of this request, and this is the first; got {position}",
+                )
+
+    @property
+    def has_dependencies(self) -> bool:
+        return bool(self.depends_on or self.depends_on_index)
 
 
 def _check_callback_url(url: str) -> None:

@@ -57,12 +57,19 @@ class JobServicer(pb_grpc.JobServiceServicer):
         ):
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def _validated(self, request: pb.SubmitJobRequest) -> tuple[NewJob, str]:
+    def _validated(self, request: pb.SubmitJobRequest, batch_position: int | None = None) -> tuple[NewJob, str]:
         job = convert.new_job_from_proto(request, self.settings.job_timeout_seconds, current_traceparent())
-        return job, job.validate(self.settings.max_payload_bytes)
+        return job, job.validate(self.settings.max_payload_bytes, batch_position)
 
     async def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.aio.ServicerContext) -> Any:
-        outcome = await self.submitter.submit(self._validated(request))
+        validated = self._validated(request)
+        if validated[0].has_dependencies:
+            # Locks its dependencies in a transaction of its own: not for a shared group commit.
+            outcome: SubmitResult | IdempotencyConflict = await self._db(
+                self.store.submit_job_with_dependencies, validated
+            )
+        else:
+            outcome = await self.submitter.submit(validated)
         if isinstance(outcome, IdempotencyConflict):
             raise outcome
         result = outcome
@@ -79,7 +86,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
         jobs = []
         for index, item in enumerate(request.jobs):
             try:
-                jobs.append(self._validated(item))
+                jobs.append(self._validated(item, batch_position=index))
             except InvalidArgument as exc:
                 raise exc.within(f"jobs[{index}]") from None
         results = await self._db(self.store.submit_jobs, jobs)

@@ -76,6 +76,6 @@ def truncate_jobs(database_url: str) -> None:
             # locks job_type_limits then jobs, and locks taken in the other order could deadlock.
             cur.execute("DELETE FROM job_type_limits")
         with conn, conn.cursor() as cur:
-            cur.execute("TRUNCATE jobs, job_counts, job_schedules RESTART IDENTITY")
+            cur.execute("TRUNCATE jobs, job_counts, job_schedules, job_dependencies RESTART IDENTITY")
     finally:
         conn.close()

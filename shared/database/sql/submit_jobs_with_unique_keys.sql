@@ -1,0 +1,52 @@
+-- submit_jobs_with_unique_keys: submit_jobs (keep the two in step) for a batch in which some job has a
+-- unique_key. A job whose idempotency key is taken, or whose unique_key an unfinished job holds, is
+-- skipped here: ON CONFLICT DO NOTHING without a target covers both unique indexes (and waits for a
+-- concurrent insert of the same key to commit). The caller then reads the job holding the key with
+-- select_active_jobs_by_unique_keys. Not the statement for every batch: without a target, PostgreSQL
+-- also probes the primary key of every row before inserting it, about 2 us per job (measured).
+-- The same statement wakes executors (jobs_ready) and the scheduler (jobs_scheduled), once each at
+-- most, when it made READY or PENDING jobs: one round trip instead of three. PostgreSQL delivers the
+-- notifications at commit, and drops them on rollback.
+WITH inserted AS (
+INSERT INTO jobs (type, status, priority, payload, idempotency_key, scheduled_at, run_at,
+                  max_attempts, timeout_seconds, traceparent, callback_url, concurrency_key,
+                  unique_key, schedule_name)
+SELECT t.type,
+       CASE WHEN t.scheduled_at > now() THEN 'PENDING' ELSE 'READY' END::job_status,
+       t.priority,
+       t.payload::jsonb,
+       t.idempotency_key,
+       t.scheduled_at,
+       CASE WHEN t.scheduled_at > now() THEN t.scheduled_at ELSE now() END,
+       t.max_attempts,
+       t.timeout_seconds,
+       t.traceparent,
+       t.callback_url,
+       t.concurrency_key,
+       t.unique_key,
+       t.schedule_name
+FROM unnest(
+        CAST(:types AS text[]),
+        CAST(:priorities AS smallint[]),
+        CAST(:payloads AS text[]),
+        CAST(:idempotency_keys AS text[]),
+        CAST(:scheduled_ats AS timestamptz[]),
+        CAST(:max_attempts AS integer[]),
+        CAST(:timeouts AS integer[]),
+        CAST(:traceparents AS text[]),
+        CAST(:callback_urls AS text[]),
+        CAST(:concurrency_keys AS text[]),
+        CAST(:unique_keys AS text[]),
+        CAST(:schedule_names AS text[])
+     ) WITH ORDINALITY
+     AS t(type, priority, payload, idempotency_key, scheduled_at, max_attempts, timeout_seconds,
+          traceparent, callback_url, concurrency_key, unique_key, schedule_name, ordinal)
+ORDER BY t.ordinal
+ON CONFLICT DO NOTHING
+RETURNING *
+),
+woken AS (SELECT pg_notify('jobs_ready', '') FROM inserted WHERE status = 'READY' LIMIT 1),
+scheduled AS (SELECT pg_notify('jobs_scheduled', '') FROM inserted WHERE status = 'PENDING' LIMIT 1)
+-- The scalar subqueries make PostgreSQL evaluate both notifying CTEs; the condition is always true.
+SELECT inserted.* FROM inserted
+WHERE (SELECT count(*) FROM woken) + (SELECT count(*) FROM scheduled) >= 0
