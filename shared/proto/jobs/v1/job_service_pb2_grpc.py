@@ -161,9 +161,9 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelJob(self, request, context):
-        """Cancels a PENDING or READY job at once; for a PROCESSING job it records
-        the request and the executor running it stops it. A finished job gives
-        FAILED_PRECONDITION.
+        """Cancels a WAITING, PENDING or READY job at once (and every job waiting
+        on it); for a PROCESSING job it records the request and the executor
+        running it stops it. A finished job gives FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
