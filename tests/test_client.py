@@ -608,3 +608,41 @@ def test_limit_calls_round_trip(client: JobClient) -> None:
     assert client.list_limits() == []
     with pytest.raises(NotFound):
         client.delete_limits("send_email")
+
+
+def test_dependencies_unique_keys_and_callbacks_through_the_client(client: JobClient) -> None:
+    extract, transform, load = client.submit_many(
+        [
+            JobSpec("echo", {"step": "extract"}),
+            JobSpec("echo", {"step": "transform"}, depends_on_index=[0]),
+            # The receiver does not exist: the delivery keeps failing, which is all this test needs to see.
+            JobSpec("echo", {"step": "load"}, depends_on_index=[1], callback_url="http://127.0.0.1:9/hooks"),
+        ]
+    )
+    assert transform.depends_on == (extract.job_id,) and load.depends_on == (transform.job_id,)
+    assert load.status is JobStatus.WAITING and load.pending_dependencies == 1
+    assert load.callback is not None and load.callback.state == "WAITING"
+    assert load.callback.url == "http://127.0.0.1:9/hooks"
+    done = client.wait(load.job_id, timeout=20)
+    assert done.status is JobStatus.COMPLETED and done.pending_dependencies == 0
+    assert extract.job_id in [j.job_id for j in client.list(status="COMPLETED")]
+    wait_until(lambda: getattr(client.get(load.job_id).callback, "attempts", 0) >= 1, timeout=20)
+    callback = client.get(load.job_id).callback
+    assert callback is not None and callback.state == "SENDING" and callback.delivery_job_id
+    assert callback.last_error  # connection refused, retried with backoff
+    assert client.get(callback.delivery_job_id).type == "jobs.callback"
+
+    first = client.submit(IDLE, {"n": 1}, unique_key="sync-42")
+    again = client.submit(IDLE, {"n": 2}, unique_key="sync-42")
+    assert again.job_id == first.job_id and first.created and again.created is False
+    client.cancel(first.job_id)
+    fresh = client.submit(IDLE, {"n": 3}, unique_key="sync-42")
+    assert fresh.created and fresh.job_id != first.job_id
+
+    failed = client.submit("fail", {"message": "no"}, max_attempts=1)
+    waiting = client.submit(IDLE, depends_on=[failed.job_id])
+    assert client.wait(waiting.job_id, timeout=20).status is JobStatus.CANCELLED
+    assert client.get(waiting.job_id).error_message == f"dependency {failed.job_id} FAILED"
+    with pytest.raises(InvalidArgument) as missing:
+        client.submit(IDLE, depends_on=[10**12])
+    assert missing.value.field == "depends_on[0]"

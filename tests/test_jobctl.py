@@ -318,3 +318,20 @@ def test_limits_set_list_and_delete(jobctl: Jobctl) -> None:
     assert [item["type"] for item in jobctl.json("limits", "list")] == ["sync_customer"]
     missing = jobctl("limits", "delete", "send_email")
     assert missing.returncode == 1 and "send_email" in missing.stderr
+
+
+def test_submit_with_dependencies_and_unique_key(jobctl: Jobctl) -> None:
+    first = jobctl.json("submit", IDLE, "--unique-key", "report-1")
+    merged = jobctl("submit", IDLE, '{"again": true}', "--unique-key", "report-1")
+    assert merged.returncode == 0, merged.stderr
+    assert merged.stdout == f"job {first['job_id']} with unique key 'report-1' is still READY: merged into it\n"
+    waiting = jobctl.json("submit", "echo", "--depends-on", str(first["job_id"]), "--concurrency-key", "c-1")
+    assert waiting["status"] == "WAITING" and waiting["depends_on"] == [first["job_id"]]
+    shown = jobctl("get", str(waiting["job_id"]))
+    fields = dict(line.split(None, 1) for line in shown.stdout.splitlines())
+    assert fields["depends_on"] == f"{first['job_id']} (1 pending)" and fields["concurrency_key"] == "c-1"
+    assert jobctl("cancel", str(first["job_id"])).returncode == 0
+    cancelled = jobctl.json("get", str(waiting["job_id"]))
+    assert (
+        cancelled["status"] == "CANCELLED" and cancelled["error_message"] == f"dependency {first['job_id']} CANCELLED"
+    )
