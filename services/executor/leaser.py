@@ -141,8 +141,8 @@ class Leaser:
                     await sleep_or_stop(self._stopped, backoff.next())
                     continue
                 backoff.reset()
-                if self._tracing is not None:
-                    self._tracing.record_lease(started_ns, free, leased)
+                if leased == 0 and self._tracing is not None:
+                    self._tracing.record_lease(started_ns, free, 0)  # forgets the last lease's link
                 if more:
                     self._may_have_work = True
                 continue
@@ -178,12 +178,16 @@ class Leaser:
             if room <= 0:
                 more = True
                 break
+            started_ns = time.time_ns() if self._tracing is not None else 0
             if group is None:
                 jobs = await self._database.call(
                     "lease_jobs", self._queue.lease_jobs, self._owner, unlimited, room, self._lease_seconds
                 )
             else:
                 jobs = await self._lease_limited(group, room, now)
+            if jobs and self._tracing is not None:
+                # Before the attempts start: each attempt's span links to the statement that leased it.
+                self._tracing.record_lease(started_ns, room, len(jobs))
             self._start(jobs)
             leased += len(jobs)
             more = more or len(jobs) >= room
