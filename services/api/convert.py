@@ -79,7 +79,9 @@ def new_job_from_proto(
     )
 
 
-def job_to_proto(job: Job) -> pb.Job:
+def job_to_proto(job: Job, payload: struct_pb2.Struct | None = None) -> pb.Job:
+    """The Job message; ``payload``, when given, is copied as the job's payload instead of converting
+    ``job.payload`` (a submit answers with the payload it was sent: a C++ copy, not a Python walk)."""
     message = pb.Job(
         job_id=job.job_id,
         type=job.type,
@@ -101,7 +103,10 @@ def job_to_proto(job: Job) -> pb.Job:
         _callback(job, message.callback)
     if job.error_message is not None:
         message.error_message = job.error_message
-    dict_to_struct(job.payload, message.payload)
+    if payload is not None:
+        message.payload.CopyFrom(payload)
+    else:
+        dict_to_struct(job.payload, message.payload)
     if job.result is not None:
         dict_to_struct(job.result, message.result)
     for field in ("created_at", "updated_at", "scheduled_at", "started_at", "finished_at", "run_at"):
@@ -141,8 +146,11 @@ def _callback(job: Job, target: pb.Callback) -> None:
         target.state = pb.Callback.SENDING
 
 
-def submit_result_to_proto(result: SubmitResult) -> pb.SubmitJobResponse:
-    return pb.SubmitJobResponse(job=job_to_proto(result.job), created=result.created)
+def submit_result_to_proto(result: SubmitResult, request: pb.SubmitJobRequest) -> pb.SubmitJobResponse:
+    """The answer to one submitted job. A job this submit created has the request's payload; one it
+    found (idempotent replay, or merged by unique_key) answers with its own."""
+    payload = request.payload if result.created else None
+    return pb.SubmitJobResponse(job=job_to_proto(result.job, payload), created=result.created)
 
 
 def status_from_proto(value: int) -> JobStatus | None:

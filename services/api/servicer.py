@@ -74,7 +74,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
             raise outcome
         result = outcome
         metrics.record_submitted([result])
-        return convert.submit_result_to_proto(result)
+        return convert.submit_result_to_proto(result, request)
 
     async def SubmitJobs(self, request: pb.SubmitJobsRequest, context: grpc.aio.ServicerContext) -> Any:
         if not request.jobs:
@@ -91,7 +91,9 @@ class JobServicer(pb_grpc.JobServiceServicer):
                 raise exc.within(f"jobs[{index}]") from None
         results = await self._db(self.store.submit_jobs, jobs)
         metrics.record_submitted(results)
-        return pb.SubmitJobsResponse(results=[convert.submit_result_to_proto(r) for r in results])
+        return pb.SubmitJobsResponse(
+            results=[convert.submit_result_to_proto(r, item) for r, item in zip(results, request.jobs, strict=True)]
+        )
 
     async def GetJob(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> Any:
         return convert.job_to_proto(await self._db(self.store.get_job, request.job_id))
