@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from shared.jobs import JobStatus
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, wait_until
 from tests.test_executor import submit, wait_for_jobs
 
 pytestmark = pytest.mark.slow
@@ -56,6 +56,10 @@ def test_adding_executors_drains_faster_and_sigterm_loses_nothing(db: str, engin
         executors += [ServiceProcess("services.executor", env, log_dir=tmp_path).start() for _ in range(2)]
         time.sleep(1.0)
         three = throughput(engine)
+        # Both new executors are running jobs (each has finished one) before they are stopped.
+        for executor in executors[1:]:
+            assert executor.process is not None
+            wait_until((tmp_path / f"{executor.process.pid}.log").exists, timeout=30)
         assert completed(engine) < JOBS, "the backlog drained before the scale-down: submit more jobs"
         for executor in executors[1:]:
             executor.signal(signal.SIGTERM)
