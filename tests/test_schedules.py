@@ -331,3 +331,26 @@ def test_every_occurrence_once_with_three_schedulers_and_the_leader_killed(
         f"lateness median {lateness_ms[len(lateness_ms) // 2]:.1f} ms, max {lateness_ms[-1]:.1f} ms"
     )
     assert any(s.metric("schedule_occurrences_submitted_total", schedule="every-second") for s in standbys)
+
+
+def test_a_schedule_that_cannot_be_submitted_is_set_aside_and_does_not_block_the_others(
+    db: str, stub: JobServiceStub, engine: Engine, start_scheduler: Callable[..., Scheduler]
+) -> None:
+    create(stub, "broken", "* * * * *")
+    create(stub, "healthy", "* * * * *")
+    past = datetime.now(timezone.utc) - timedelta(minutes=5)
+    # As if a stored template no longer read (an upgrade changed the rules): the broken one is due first.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE job_schedules SET job_template = '{\"type\": 7}' WHERE name = 'broken'"))
+    set_next_run_at(engine, "broken", past - timedelta(minutes=1))
+    set_next_run_at(engine, "healthy", past)
+
+    scheduler = start_scheduler(db).wait_until_leader(30)
+    wait_until(lambda: len(scheduled_jobs(engine, "healthy")) >= 1, 30, what="the healthy schedule's job")
+    scheduler.wait_for_log("schedule broken: could not submit its occurrence", 30)
+    assert scheduled_jobs(engine, "broken") == []
+    # Set aside for a minute (retried then, and logged again), not retried ahead of the others.
+    row = schedule_row(engine, "broken")
+    assert timedelta(seconds=50) < row.next_run_at - datetime.now(timezone.utc) <= timedelta(minutes=1)
+    assert row.last_job_id is None
+    assert scheduler.is_leader() and scheduler.process is not None and scheduler.process.poll() is None

@@ -46,6 +46,16 @@ class ScheduleSubmitter:
             if occurrence is None:
                 break
             submitted += 1
+            if occurrence.error is not None:
+                log.error(
+                    "schedule %s: could not submit its occurrence of %s (%s); set aside until %s",
+                    occurrence.schedule_name,
+                    occurrence.occurrence.isoformat(),
+                    occurrence.error,
+                    occurrence.next_run_at.isoformat(),
+                    extra={"schedule": occurrence.schedule_name},
+                )
+                continue
             metrics.SCHEDULE_OCCURRENCES.labels(occurrence.schedule_name).inc()
             metrics.SCHEDULE_LATENESS.observe(occurrence.lateness_seconds)
             extra = {"job_id": occurrence.job_id, "schedule": occurrence.schedule_name}

@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from shared.database.engine import translate_errors
 from shared.database.jobs import JobStore
 from shared.database.queries import query
-from shared.errors import IdempotencyConflict, ScheduleAlreadyExists, ScheduleNotFound
+from shared.errors import DatabaseUnavailable, IdempotencyConflict, ScheduleAlreadyExists, ScheduleNotFound
 from shared.schedules import CronExpression, JobTemplate, Schedule, occurrence_idempotency_key
 
 __all__ = ["NEVER", "ScheduleStore", "SubmittedOccurrence"]
 
 # next_run_at of a schedule that has no occurrence left (the cron library looks 50 years ahead).
 NEVER = datetime(9999, 12, 31, tzinfo=timezone.utc)
+# A schedule whose occurrence cannot be submitted is tried again this much later (and logged each time).
+SCHEDULE_ERROR_RETRY = timedelta(minutes=1)
 # ListSchedules has no paging: schedules are written by people, so there are few. This bounds a reply.
 MAX_LISTED_SCHEDULES = 10_000
 
@@ -43,6 +45,8 @@ class SubmittedOccurrence:
     # The first missed occurrence that was skipped (not back-filled), when there were any.
     skipped_from: datetime | None
     next_run_at: datetime
+    # Set when the occurrence could not be submitted: the schedule was set aside until next_run_at.
+    error: str | None = None
 
 
 def _schedule(row: Any) -> Schedule:
@@ -115,28 +119,58 @@ class ScheduleStore:
             row = conn.execute(query("lock_due_schedule")).first()
             if row is None:
                 return None
-            schedule = _schedule(row)
             now: datetime = row.database_now
-            expression = CronExpression(schedule.cron, schedule.time_zone)
-            latest = expression.latest_at_or_before(now)
-            occurrence = max(schedule.next_run_at, latest) if latest is not None else schedule.next_run_at
-            skipped_from = schedule.next_run_at if occurrence > schedule.next_run_at else None
-            key = occurrence_idempotency_key(schedule.schedule_id, occurrence)
-            job = schedule.template.new_job(schedule.name, key, occurrence)
-            (outcome,) = self.jobs.submit_jobs_in(conn, [job])
-            # A conflict means a job with this occurrence's key exists already (it is the occurrence's).
-            job_id = outcome.job_id if isinstance(outcome, IdempotencyConflict) else outcome.job.job_id
-            created = not isinstance(outcome, IdempotencyConflict) and outcome.created
-            next_run_at = expression.next_after(max(now, occurrence)) or NEVER
-            conn.execute(
-                query("advance_schedule"),
-                {
-                    "schedule_id": schedule.schedule_id,
-                    "next_run_at": next_run_at,
-                    "last_run_at": occurrence,
-                    "last_job_id": job_id or None,
-                },
-            )
+            try:
+                # A savepoint: a schedule that cannot be submitted (a stored cron or template that no
+                # longer reads, a job the api would now refuse) is set aside below, not retried first
+                # on every pass ahead of every other schedule.
+                with conn.begin_nested():
+                    return self._submit_occurrence(conn, _schedule(row), now)
+            except DatabaseUnavailable:
+                raise
+            except Exception as error:
+                retry_at = now + SCHEDULE_ERROR_RETRY
+                conn.execute(
+                    query("advance_schedule"),
+                    {
+                        "schedule_id": row.schedule_id,
+                        "next_run_at": retry_at,
+                        "last_run_at": row.last_run_at,
+                        "last_job_id": row.last_job_id,
+                    },
+                )
+                return SubmittedOccurrence(
+                    schedule_name=row.name,
+                    occurrence=row.next_run_at,
+                    job_id=0,
+                    created=False,
+                    lateness_seconds=0.0,
+                    skipped_from=None,
+                    next_run_at=retry_at,
+                    error=f"{type(error).__name__}: {error}",
+                )
+
+    def _submit_occurrence(self, conn: Connection, schedule: Schedule, now: datetime) -> SubmittedOccurrence:
+        expression = CronExpression(schedule.cron, schedule.time_zone)
+        latest = expression.latest_at_or_before(now)
+        occurrence = max(schedule.next_run_at, latest) if latest is not None else schedule.next_run_at
+        skipped_from = schedule.next_run_at if occurrence > schedule.next_run_at else None
+        key = occurrence_idempotency_key(schedule.schedule_id, occurrence)
+        job = schedule.template.new_job(schedule.name, key, occurrence)
+        (outcome,) = self.jobs.submit_jobs_in(conn, [job])
+        # A conflict means a job with this occurrence's key exists already (it is the occurrence's).
+        job_id = outcome.job_id if isinstance(outcome, IdempotencyConflict) else outcome.job.job_id
+        created = not isinstance(outcome, IdempotencyConflict) and outcome.created
+        next_run_at = expression.next_after(max(now, occurrence)) or NEVER
+        conn.execute(
+            query("advance_schedule"),
+            {
+                "schedule_id": schedule.schedule_id,
+                "next_run_at": next_run_at,
+                "last_run_at": occurrence,
+                "last_job_id": job_id or None,
+            },
+        )
         return SubmittedOccurrence(
             schedule_name=schedule.name,
             occurrence=occurrence,
