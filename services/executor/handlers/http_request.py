@@ -78,7 +78,7 @@ async def http_request(payload: dict[str, Any], ctx: JobContext) -> dict[str, An
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
             session.request(method, url, headers=headers, data=data) as response,
         ):
-            raw = await response.content.read(RESPONSE_BODY_LIMIT + 1)
+            raw = await _read_at_most(response.content, RESPONSE_BODY_LIMIT + 1)
             charset = response.charset or "utf-8"
             status = response.status
             response_headers = {name: ", ".join(response.headers.getall(name)) for name in response.headers}
@@ -112,3 +112,17 @@ def redact_url(url: str) -> str:
             netloc += f":{parts.port}"
         parts = parts._replace(netloc=netloc)
     return parts._replace(query="").geturl()
+
+
+async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the body: ``StreamReader.read(n)`` returns what has arrived so far, which
+    on a busy machine may be a first chunk of a longer body."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
