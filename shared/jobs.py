@@ -133,6 +133,34 @@ class Job:
             jobs.append(job)
         return jobs
 
+    @classmethod
+    def inserted(cls, new: NewJob, job_id: int, status: str, created_at: datetime, run_at: datetime) -> Job:
+        """The job a submit just stored: ``new`` as inserted, with what the database decided (its id,
+        READY or PENDING, its timestamps); every other column of a new row has its default."""
+        job = object.__new__(cls)
+        job.__dict__.update(_JOB_DEFAULTS)
+        job.__dict__.update(
+            job_id=job_id,
+            type=new.type,
+            status=JobStatus(status),
+            priority=new.priority,
+            payload=new.payload,
+            attempts=0,
+            max_attempts=new.max_attempts,
+            timeout_seconds=new.timeout_seconds,
+            run_at=run_at,
+            created_at=created_at,
+            updated_at=created_at,
+            idempotency_key=new.idempotency_key,
+            scheduled_at=new.scheduled_at,
+            traceparent=new.traceparent,
+            callback_url=new.callback_url,
+            concurrency_key=new.concurrency_key,
+            unique_key=new.unique_key,
+            schedule_name=new.schedule_name,
+        )
+        return job
+
 
 # Every Job field with its default; None stands for "required" (a row must carry those columns).
 _JOB_DEFAULTS: dict[str, Any] = {

@@ -64,21 +64,21 @@ def _submit_params(jobs: Sequence[tuple[NewJob, str]]) -> dict[str, Any]:
     }
 
 
-def _created_positions(jobs: Sequence[tuple[NewJob, str]], inserted: list[Job]) -> dict[int, Job]:
-    """Which request positions submit_jobs inserted.
+def _created_positions(jobs: Sequence[tuple[NewJob, str]], inserted: Sequence[Any]) -> dict[int, Job]:
+    """Which request positions submit_jobs inserted, as Jobs, from its rows (job_id, status,
+    idempotency_key, unique_key, created_at, run_at).
 
     Rows come back in insert order (ascending ids), which is request order minus the skipped jobs,
     and only a job with a key can be skipped: a job takes the next row when that row carries its keys.
     (Should the next row be a later job with the same keys, the two are the same job by those keys,
     and both resolve to that row.)
     """
-    inserted = sorted(inserted, key=lambda job: job.job_id)
+    rows = iter(sorted(inserted, key=lambda row: row[0]))
     created: dict[int, Job] = {}
-    rows = iter(inserted)
     row = next(rows, None)
     for position, (job, _) in enumerate(jobs):
-        if row is not None and row.idempotency_key == job.idempotency_key and row.unique_key == job.unique_key:
-            created[position] = row
+        if row is not None and row[2] == job.idempotency_key and row[3] == job.unique_key:
+            created[position] = Job.inserted(job, row[0], row[1], row[4], row[5])
             row = next(rows, None)
     return created
 
@@ -255,7 +255,7 @@ class JobStore:
             statement = (
                 "submit_jobs_with_unique_keys" if any(job.unique_key is not None for job, _ in batch) else "submit_jobs"
             )
-            inserted = _jobs(conn.execute(query(statement), _submit_params(batch)))
+            inserted = conn.execute(query(statement), _submit_params(batch)).all()
             matched = self._resolve_skipped(conn, batch, _created_positions(batch, inserted))
             for position, outcome in zip(todo, matched, strict=True):
                 outcomes[position] = outcome
