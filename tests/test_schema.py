@@ -81,3 +81,19 @@ def test_api_refuses_a_bad_setting_naming_the_variable(tmp_path: Path, database_
     assert process.process.wait(30) == 2
     process.stop()
     assert "GRPC_PORT" in process.output()
+
+
+def test_jobs_shown_has_every_column_of_jobs(database_url: str) -> None:
+    """The view the api reads jobs from expands "j.*" when it is created: a migration that adds a column
+    to jobs must create it again, or the api would silently stop showing the new column."""
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        columns = {}
+        for table in ("jobs", "jobs_shown"):
+            cur.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
+                (table,),
+            )
+            columns[table] = [name for (name,) in cur.fetchall()]
+    conn.close()
+    assert columns["jobs_shown"][: len(columns["jobs"])] == columns["jobs"]
+    assert "callback_delivery_status" in columns["jobs_shown"]

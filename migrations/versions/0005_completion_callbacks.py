@@ -131,6 +131,20 @@ def upgrade() -> None:
             FOR EACH ROW
             WHEN (NEW.callback_url IS NOT NULL AND NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED'))
             EXECUTE FUNCTION jobs_enqueue_callback();
+
+        -- Jobs as the API shows them: each with its webhook's delivery job (a primary-key lookup, none
+        -- for a job without a callback; see the callback_delivery_* fields of shared/jobs.py). Every read
+        -- that answers a client selects from here. "j.*" is expanded when the view is created: a migration
+        -- that adds a column to jobs must create the view again (tests/test_schema.py checks it did).
+        CREATE VIEW jobs_shown AS
+        SELECT j.*,
+               d.status AS callback_delivery_status,
+               d.attempts AS callback_delivery_attempts,
+               d.error_message AS callback_delivery_error,
+               d.finished_at AS callback_delivery_finished_at,
+               (j.callback_job_id IS NOT NULL AND d.job_id IS NULL) AS callback_delivery_pruned
+        FROM jobs AS j
+        LEFT JOIN jobs AS d ON d.job_id = j.callback_job_id;
         """
     )
 
@@ -138,6 +152,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
+        DROP VIEW jobs_shown;
         DROP TRIGGER jobs_callback_on_insert_finished ON jobs;
         DROP TRIGGER jobs_callback_on_finish ON jobs;
         DROP FUNCTION jobs_enqueue_callback();

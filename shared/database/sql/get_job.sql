@@ -1,11 +1,2 @@
--- get_job, with its webhook's delivery job when it has one (a primary-key lookup; see the
--- callback_delivery_* columns in shared/jobs.py).
-SELECT j.*,
-       d.status AS callback_delivery_status,
-       d.attempts AS callback_delivery_attempts,
-       d.error_message AS callback_delivery_error,
-       d.finished_at AS callback_delivery_finished_at,
-       (j.callback_job_id IS NOT NULL AND d.job_id IS NULL) AS callback_delivery_pruned
-FROM jobs AS j
-LEFT JOIN jobs AS d ON d.job_id = j.callback_job_id
-WHERE j.job_id = :job_id
+-- get_job: one job as the API shows it (jobs_shown: with its webhook's delivery job).
+SELECT * FROM jobs_shown WHERE job_id = :job_id
