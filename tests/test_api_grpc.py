@@ -11,14 +11,13 @@ import grpc
 import psycopg2
 import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from tests.support.api import ApiServer
+from tests.support.rpc_errors import field_violations
 
 
 def struct(**values: Any) -> struct_pb2.Struct:
@@ -64,15 +63,7 @@ def test_invalid_argument_carries_the_field(stub: JobServiceStub, db: str) -> No
     with pytest.raises(grpc.RpcError) as caught:
         stub.SubmitJob(pb.SubmitJobRequest(type="ok", priority=0))
     assert code_of(caught.value) == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(caught.value)
-    assert status is not None
-    violations = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            violations += [v.field for v in bad.field_violations]
-    assert violations == ["priority"]
+    assert field_violations(caught.value) == ["priority"]
     assert sql(db, "SELECT count(*) FROM jobs") == [(0,)]
 
 

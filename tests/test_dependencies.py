@@ -14,13 +14,12 @@ import grpc
 import psycopg2
 import pytest
 from google.protobuf import struct_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from tests.support.api import ApiServer
 from tests.support.processes import FAST_WORKER_ENV, ServiceProcess, wait_until
+from tests.support.rpc_errors import field_violations
 
 FAR_FUTURE = datetime(2099, 1, 1, tzinfo=timezone.utc)
 FINISHED = (pb.Job.COMPLETED, pb.Job.FAILED, pb.Job.CANCELLED)
@@ -80,15 +79,7 @@ def sql(db: str, statement: str, *args: Any) -> list[tuple[Any, ...]]:
 
 
 def violation(error: grpc.RpcError) -> tuple[grpc.StatusCode, list[str]]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    fields = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields += [v.field for v in bad.field_violations]
-    return error.code(), fields
+    return error.code(), field_violations(error)
 
 
 def seconds(timestamp: Any) -> float:

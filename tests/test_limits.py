@@ -16,14 +16,13 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import struct_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from sqlalchemy import Engine, text
 
 from shared.jobs import Job, JobStatus
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from tests.support.api import ApiServer
+from tests.support.rpc_errors import field_violations
 from tests.test_executor import Executor, wait_for_jobs
 
 LIMITED = "tests.limited"
@@ -84,18 +83,6 @@ def processing(engine: Engine, job_type: str) -> int:
 def holds(executors: Sequence[Executor], limit: str) -> float:
     """lease_limit_holds_total of the limited type for ``limit``, summed over the executors."""
     return sum(executor.metric("lease_limit_holds_total", job_type=LIMITED, limit=limit) for executor in executors)
-
-
-def field_violations(error: grpc.RpcError) -> list[str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    fields = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields += [violation.field for violation in bad.field_violations]
-    return fields
 
 
 class Sampler:

@@ -11,13 +11,12 @@ import grpc
 import psycopg2
 import pytest
 from google.protobuf import struct_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from tests.support.api import ApiServer
 from tests.support.processes import wait_until
+from tests.support.rpc_errors import field_violations
 
 FAR_FUTURE = datetime(2099, 1, 1, tzinfo=timezone.utc)
 # No executor has a handler for this type, so its jobs stay READY.
@@ -196,15 +195,7 @@ def test_bad_unique_keys_are_refused_naming_the_field(stub: JobServiceStub, db: 
     with pytest.raises(grpc.RpcError) as caught:
         method(message)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(caught.value)
-    assert status is not None
-    fields = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields += [v.field for v in bad.field_violations]
-    assert fields == [field]
+    assert field_violations(caught.value) == [field]
     assert sql(db, "SELECT count(*) FROM jobs") == [(0,)]
 
 
