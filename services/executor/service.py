@@ -210,9 +210,11 @@ class Executor:
             # A lease statement outlived the grace (the database hangs): should it still lease jobs, they
             # expire unseen and the scheduler rescues them.
             leaser_task.cancel()
+        # The grace is over: interrupt what still runs now, before anything else that may take time (closing
+        # the LISTEN connection did, and jobs kept running past the grace meanwhile).
+        leases = runner.interrupt_all()
         if wakeup_task is not None:
             await _finish_task(wakeup_task, FINAL_WRITE_TIMEOUT_SECONDS)
-        leases = runner.interrupt_all()
         if leases:
             await self._release(database, write_lock, leases)
         await completer.close(FINAL_WRITE_TIMEOUT_SECONDS, completer_task)
