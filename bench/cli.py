@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--unary-clients", type=int, default=defaults.unary_clients, help="client processes sharing the concurrency"
     )
     group.add_argument(
+        "--channels",
+        type=int,
+        default=defaults.channels,
+        help="gRPC connections per unary or batch client process; SO_REUSEPORT spreads connections, not calls, "
+        "over several api processes (API_PROCESSES)",
+    )
+    group.add_argument(
         "--unary-rate", type=float, default=defaults.unary_rate, help="offered RPCs/s of the fixed-rate run; 0 skips it"
     )
     group.add_argument(

@@ -29,6 +29,7 @@ class BenchConfig:
     unary_seconds: float = 10.0
     unary_concurrency: int = 32
     unary_clients: int = 1  # processes sharing unary_concurrency
+    channels: int = 1  # gRPC connections per unary or batch client process (calls round-robin over them)
     unary_rate: float = 1_000.0  # the fixed-rate run's offered RPCs/s; 0 skips it
     warmup_seconds: float = 1.0
 

@@ -105,13 +105,23 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the process has used so far (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
+    """User + system CPU seconds the process and its live descendants have used so far (0 when gone):
+    an api started with API_PROCESSES > 1 does its work in child processes."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    family, frontier = set(), [pid]
+    while frontier:
+        current = frontier.pop()
+        if current in stats and current not in family:
+            family.add(current)
+            frontier += [child for child, fields in stats.items() if int(fields[1]) == current]
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return sum(int(stats[p][11]) + int(stats[p][12]) for p in family) / ticks
 
 
 def system_cpu_ticks() -> tuple[int, int]:

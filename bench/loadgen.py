@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import multiprocessing
 import queue
 import time
@@ -55,6 +56,7 @@ class LoadSpec:
     job_type: str = "echo"
     payload: dict[str, Any] = field(default_factory=dict)
     timeout: float = 30.0  # per call
+    channels: int = 1  # gRPC connections; calls go round-robin over them
 
 
 @dataclass
@@ -209,9 +211,15 @@ async def _run(
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ]
-    async with grpc.aio.insecure_channel(spec.target, options=options) as channel:
-        await asyncio.wait_for(channel.channel_ready(), READY_TIMEOUT_SECONDS)
-        stub = pb_grpc.JobServiceStub(channel)
+    async with contextlib.AsyncExitStack() as channels:
+        stubs = []
+        # A local subchannel pool per channel: otherwise channels of one process share one connection.
+        own = [*options, ("grpc.use_local_subchannel_pool", 1)]
+        for _ in range(max(1, spec.channels)):
+            channel = await channels.enter_async_context(grpc.aio.insecure_channel(spec.target, options=own))
+            await asyncio.wait_for(channel.channel_ready(), READY_TIMEOUT_SECONDS)
+            stubs.append(pb_grpc.JobServiceStub(channel))
+        next_stub = itertools.cycle(stubs).__next__
         job = pb.SubmitJobRequest(type=spec.job_type)
         job.payload.update(spec.payload)
         # Requests are built once: the load generator should spend its CPU on sending, not on protobuf.
@@ -223,10 +231,10 @@ async def _run(
                 request = batches.get(jobs)
                 if request is None:
                     request = batches[jobs] = pb.SubmitJobsRequest(jobs=[job] * jobs)
-                return stub.SubmitJobs(request, timeout=spec.timeout)
+                return next_stub().SubmitJobs(request, timeout=spec.timeout)
             if spec.kind == "unary":
-                return stub.SubmitJob(job, timeout=spec.timeout)
-            return stub.GetStats(stats, timeout=spec.timeout)
+                return next_stub().SubmitJob(job, timeout=spec.timeout)
+            return next_stub().GetStats(stats, timeout=spec.timeout)
 
         if spec.kind == "batch":
             batches[spec.batch_size] = pb.SubmitJobsRequest(jobs=[job] * spec.batch_size)

@@ -32,6 +32,7 @@ def run(ctx: BenchContext, config: BenchConfig) -> ScenarioResult:
                     kind="batch",
                     batch_size=config.batch_size,
                     concurrency=config.batch_in_flight,
+                    channels=config.channels,
                     duration=config.batch_seconds,
                     warmup=config.warmup_seconds,
                 )

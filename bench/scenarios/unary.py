@@ -35,6 +35,7 @@ def run(ctx: BenchContext, config: BenchConfig) -> ScenarioResult:
                     target=cluster.target,
                     kind="unary",
                     concurrency=share,
+                    channels=config.channels,
                     duration=config.unary_seconds,
                     warmup=config.warmup_seconds,
                 )
@@ -50,6 +51,7 @@ def run(ctx: BenchContext, config: BenchConfig) -> ScenarioResult:
                     target=cluster.target,
                     kind="unary",
                     rate=config.unary_rate / clients,
+                    channels=config.channels,
                     duration=config.unary_seconds,
                     warmup=config.warmup_seconds,
                 )

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -136,3 +137,15 @@ class QueueDepth(Collector):
 
 QUEUE_DEPTH = QueueDepth()
 REGISTRY.register(QUEUE_DEPTH)
+
+
+def exposition() -> bytes:
+    """The /metrics body. With several api processes (API_PROCESSES), each writes its counters and
+    histograms to files under PROMETHEUS_MULTIPROC_DIR and any of them serves the sum of all; the queue
+    depth gauges are the same in every process, read from the database."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(QUEUE_DEPTH)
+    return generate_latest(registry)

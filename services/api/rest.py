@@ -22,8 +22,9 @@ from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from google.rpc import status_pb2
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from services.api import metrics
 from services.api.auth import TokenChecker
 from services.api.errors import http_status
 from shared.structs import plain_numbers
@@ -286,7 +287,7 @@ async def health(_: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(_: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @web.middleware

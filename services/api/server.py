@@ -103,7 +103,14 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
     # handler_cancellation: a REST watch whose client went away must not keep streaming.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
-    site = web.TCPSite(runner, settings.bind_host, settings.http_port, ssl_context=tls.ssl_context() if tls else None)
+    site = web.TCPSite(
+        runner,
+        settings.bind_host,
+        settings.http_port,
+        ssl_context=tls.ssl_context() if tls else None,
+        # Several api processes share the port (gRPC's server sets SO_REUSEPORT by default).
+        reuse_port=settings.processes > 1,
+    )
     await site.start()
     log.info(
         "serving gRPC on %s and REST on %s:%d (%s, %s)",

@@ -6,7 +6,9 @@ Environment variables (flags of ``python -m services.api`` override the common o
 - GRPC_PORT                  gRPC port (default 50051)
 - HTTP_PORT                  REST shim, /health and /metrics (default 8000)
 - BIND_HOST                  address both servers listen on (default 0.0.0.0)
-- DB_POOL_SIZE               database connections of this process (default 10)
+- DB_POOL_SIZE               database connections of this process (default 10; per api process)
+- API_PROCESSES              api processes sharing the two ports (SO_REUSEPORT), one interpreter each:
+                             more than 1 uses more cores on one machine (default 1)
 - MAX_PAYLOAD_BYTES          largest payload, encoded as JSON (default 1048576)
 - MAX_BATCH_SIZE             most jobs in one SubmitJobs call (default 1000)
 - MAX_PAGE_SIZE              largest ListJobs page (default 500)
@@ -77,6 +79,7 @@ class ApiSettings:
     metrics_require_token: bool = False
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    processes: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
@@ -111,4 +114,5 @@ class ApiSettings:
             ),
             log_level=env_log_level(env),
             log_format=env_log_format(env),
+            processes=env_int("API_PROCESSES", 1, 1, 64, env),
         )
