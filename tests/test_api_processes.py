@@ -20,12 +20,22 @@ CHANNELS = 12
 JOBS_PER_CHANNEL = 10
 
 
-def test_several_api_processes_share_the_ports_and_sum_their_metrics(db: str, tmp_path: Path) -> None:
+def start_two_api_processes(db: str, log_dir: Path) -> tuple[ServiceProcess, int, int]:
+    """``python -m services.api`` with API_PROCESSES=2, once both ports answer; and the ports."""
     grpc_port, http_port = free_port(), free_port()
     env = {"DATABASE_URL": db, "GRPC_PORT": str(grpc_port), "HTTP_PORT": str(http_port), "API_PROCESSES": "2"}
-    api = ServiceProcess("services.api", env, log_dir=tmp_path).start()
+    api = ServiceProcess("services.api", env, log_dir=log_dir).start()
     try:
         api.wait_for_port(http_port).wait_for_port(grpc_port)
+    except BaseException:
+        api.stop()
+        raise
+    return api, grpc_port, http_port
+
+
+def test_several_api_processes_share_the_ports_and_sum_their_metrics(db: str, tmp_path: Path) -> None:
+    api, grpc_port, http_port = start_two_api_processes(db, tmp_path)
+    try:
         for channel_number in range(CHANNELS):
             # A fresh channel is a fresh TCP connection: the kernel picks a process for each.
             with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
@@ -73,11 +83,8 @@ def _listening_ports(pid: int) -> set[int]:
 
 
 def test_when_one_api_process_dies_the_others_stop_and_the_supervisor_fails(db: str, tmp_path: Path) -> None:
-    grpc_port, http_port = free_port(), free_port()
-    env = {"DATABASE_URL": db, "GRPC_PORT": str(grpc_port), "HTTP_PORT": str(http_port), "API_PROCESSES": "2"}
-    api = ServiceProcess("services.api", env, log_dir=tmp_path).start()
+    api, _, _ = start_two_api_processes(db, tmp_path)
     try:
-        api.wait_for_port(http_port).wait_for_port(grpc_port)
         started = re.search(r"started 2 api processes \(pids (\d+), (\d+)\)", api.output())
         assert started is not None, api.output()[-2000:]
         first, second = map(int, started.groups())
