@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m services.executor",
         description="Lease READY jobs from PostgreSQL, run the handler registered for each job's type, "
-        "and write the outcomes back. Run as many executors as you like, on any machines.",
+        "and write the outcomes back. Run as many executors as you like, on any machines. Types with "
+        "rate or concurrency limits (SetTypeLimits) are leased within them, across all executors; "
+        "completion webhooks are delivered by the built-in jobs.callback type.",
         epilog="Every flag overrides the environment variable named in its help; more variables are "
         "listed in services/executor/settings.py (" + ", ".join(_env_only_variables()) + "). "
         "SIGTERM or SIGINT drains: no new leases, running jobs get the grace period, unfinished ones are "
