@@ -6,12 +6,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-# The test processes hold gRPC channels on threads and start subprocesses all the time (fork, then exec).
-# gRPC's fork handlers are meant for fork without exec; run between fork and exec in a threaded process
-# they can crash the child before it execs (grpc/grpc#13873, #41768), which a CI run showed as a
-# "Fatal Python error: Segmentation fault" in a child. Off, before grpc is first imported.
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-
 import grpc
 import pytest
 from sqlalchemy import Engine

@@ -24,7 +24,6 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from services.api import metrics
 from services.api.auth import TokenChecker
 from services.api.errors import http_status
 from shared.structs import plain_numbers
@@ -286,10 +285,6 @@ async def health(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def metrics_endpoint(_: web.Request) -> web.Response:
-    return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 @web.middleware
 async def json_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
     """Every failure answers in the same JSON shape, including aiohttp's own 404/405/413."""
@@ -314,9 +309,10 @@ def build_rest_app(
     channel: grpc.aio.Channel,
     service: ServiceDescriptor,
     max_body_bytes: int,
+    metrics_body: Callable[[], bytes],
     metrics_tokens: TokenChecker | None = None,
 ) -> web.Application:
-    """The REST app; ``metrics_tokens`` makes /metrics need a bearer token too."""
+    """The REST app; /metrics answers ``metrics_body()``, and ``metrics_tokens`` makes it need a token."""
     app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
     app.router.add_get("/health", health)
 
@@ -324,7 +320,7 @@ def build_rest_app(
         if metrics_tokens is not None and not metrics_tokens.allows("/metrics", request.headers.get("Authorization")):
             body = error_body(401, grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required", [])
             return web.json_response(body, status=401)
-        return await metrics_endpoint(request)
+        return web.Response(body=metrics_body(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/metrics", guarded_metrics)
     RestGateway(channel, service).add_routes(app)

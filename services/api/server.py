@@ -98,6 +98,7 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
         channel,
         pb.DESCRIPTOR.services_by_name["JobService"],
         settings.max_message_bytes,
+        metrics.exposition,
         tokens if settings.metrics_require_token else None,
     )
     # handler_cancellation: a REST watch whose client went away must not keep streaming.
