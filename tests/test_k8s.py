@@ -429,7 +429,7 @@ def test_scaled_objects_query_capped_ready_work(rendered: tuple[str, list[Resour
             assert ref["parameter"] in {"connection", "password"}
             assert ref["key"] in secrets[ref["name"]]["stringData"]
     migration = (ROOT / "migrations/versions/0006_type_limits.py").read_text()
-    index = "CREATE INDEX jobs_ready_type_idx ON jobs (type, priority, run_at, job_id) WHERE status = 'READY'"
+    index = "jobs_ready_type_idx ON jobs (type, priority, run_at, job_id) WHERE status = 'READY'"
     assert index in migration
 
 

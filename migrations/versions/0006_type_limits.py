@@ -37,7 +37,8 @@ def upgrade() -> None:
         -- never walked past. It replaces jobs_ready_idx (priority, run_at, job_id), which nothing
         -- reads any more. Partial on READY: a job enters it when it becomes READY (submit, promote,
         -- rescue, release).
-        CREATE INDEX jobs_ready_type_idx ON jobs (type, priority, run_at, job_id) WHERE status = 'READY';
+        -- IF NOT EXISTS: on a big table, an operator may build it beforehand with CREATE INDEX CONCURRENTLY.
+        CREATE INDEX IF NOT EXISTS jobs_ready_type_idx ON jobs (type, priority, run_at, job_id) WHERE status = 'READY';
         DROP INDEX jobs_ready_idx;
         """
     )
