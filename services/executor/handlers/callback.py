@@ -18,7 +18,6 @@ error. The secret appears in no log, error or job.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -26,11 +25,9 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from services.executor.context import JobContext
 from services.executor.errors import PermanentError
-from services.executor.handlers.http_request import ERROR_BODY_SNIPPET, redact_url
+from services.executor.handlers.http_request import ERROR_BODY_SNIPPET, exchange, redact_url
 from services.executor.registry import handler
 from services.executor.settings import CallbackSettings
 from shared.jobs import CALLBACK_JOB_TYPE
@@ -75,27 +72,13 @@ async def deliver_callback(payload: dict[str, Any], ctx: JobContext) -> dict[str
         headers["Webhook-Signature"] = signature_header(settings.signing_secret, data, int(time.time()))
     timeout = max(0.001, min(settings.timeout_seconds, ctx.remaining_seconds))
     where = redact_url(url)
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.post(url, data=data, headers=headers, allow_redirects=False) as response,
-        ):
-            status = response.status
-            answer = await response.content.read(ERROR_BODY_SNIPPET)
-            charset = response.charset or "utf-8"
-    except aiohttp.InvalidURL as error:
-        raise PermanentError(f"invalid callback URL: {error}") from error
-    except asyncio.TimeoutError as error:
-        raise TimeoutError(f"POST {where}: no complete answer within {timeout:g} s") from error
-    except aiohttp.ClientError as error:
-        raise ConnectionError(f"POST {where}: {type(error).__name__}: {error}") from error
+    answer = await exchange(
+        "POST", url, headers=headers, data=data, timeout=timeout, body_limit=ERROR_BODY_SNIPPET, allow_redirects=False
+    )
+    status, text = answer.status, answer.text
     if 200 <= status < 300:
         ctx.logger.info("webhook for job %s delivered to %s (HTTP %d)", payload.get("job_id"), where, status)
         return {"status": status}
-    try:
-        text = answer.decode(charset, "replace")
-    except LookupError:  # an unknown charset name in Content-Type
-        text = answer.decode("utf-8", "replace")
     message = f"POST {where} answered HTTP {status}"
     if 300 <= status < 400:
         message += " (redirects are not followed)"

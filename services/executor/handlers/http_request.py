@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +27,7 @@ from services.executor.errors import PermanentError
 from services.executor.handlers.basic import number_field
 from services.executor.registry import handler
 
-__all__ = ["RESPONSE_BODY_LIMIT", "http_request", "redact_url"]
+__all__ = ["RESPONSE_BODY_LIMIT", "HttpAnswer", "exchange", "http_request", "redact_url"]
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -73,12 +74,44 @@ async def http_request(payload: dict[str, Any], ctx: JobContext) -> dict[str, An
     )
     timeout = max(0.001, min(timeout, ctx.remaining_seconds))
 
+    answer = await exchange(method, url, headers=headers, data=data, timeout=timeout, body_limit=RESPONSE_BODY_LIMIT)
+    status = answer.status
+    text = answer.text.replace("\x00", "\ufffd")  # jsonb cannot store NUL
+    if 200 <= status < 300:
+        return {"status": status, "headers": answer.headers, "body": text, "truncated": answer.truncated}
+    message = f"{method} {redact_url(url)} answered HTTP {status}: {text[:ERROR_BODY_SNIPPET]}"
+    if status >= 500 or status in RETRYABLE_STATUSES:
+        raise HttpStatusError(message)
+    raise PermanentError(message)
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    headers: dict[str, str]
+    text: str  # the body's first ``body_limit`` bytes, decoded
+    truncated: bool  # the body was longer
+
+
+async def exchange(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    data: bytes | None,
+    timeout: float,
+    body_limit: int,
+    allow_redirects: bool = True,
+) -> HttpAnswer:
+    """One HTTP exchange within ``timeout`` seconds, for the handlers that call out (http_request,
+    jobs.callback). A bad URL is a PermanentError; a timeout a TimeoutError and a network error a
+    ConnectionError (both retryable), their messages naming the method and the URL without credentials."""
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.request(method, url, headers=headers, data=data) as response,
+            session.request(method, url, headers=headers, data=data, allow_redirects=allow_redirects) as response,
         ):
-            raw = await _read_at_most(response.content, RESPONSE_BODY_LIMIT + 1)
+            raw = await _read_at_most(response.content, body_limit + 1)
             charset = response.charset or "utf-8"
             status = response.status
             response_headers = {name: ", ".join(response.headers.getall(name)) for name in response.headers}
@@ -88,19 +121,11 @@ async def http_request(payload: dict[str, Any], ctx: JobContext) -> dict[str, An
         raise TimeoutError(f"{method} {redact_url(url)}: no complete answer within {timeout:g} s") from error
     except aiohttp.ClientError as error:
         raise ConnectionError(f"{method} {redact_url(url)}: {type(error).__name__}: {error}") from error
-
-    truncated = len(raw) > RESPONSE_BODY_LIMIT
     try:
-        text = raw[:RESPONSE_BODY_LIMIT].decode(charset, "replace")
+        text = raw[:body_limit].decode(charset, "replace")
     except LookupError:  # an unknown charset name in Content-Type
-        text = raw[:RESPONSE_BODY_LIMIT].decode("utf-8", "replace")
-    text = text.replace("\x00", "\ufffd")  # jsonb cannot store NUL
-    if 200 <= status < 300:
-        return {"status": status, "headers": response_headers, "body": text, "truncated": truncated}
-    message = f"{method} {redact_url(url)} answered HTTP {status}: {text[:ERROR_BODY_SNIPPET]}"
-    if status >= 500 or status in RETRYABLE_STATUSES:
-        raise HttpStatusError(message)
-    raise PermanentError(message)
+        text = raw[:body_limit].decode("utf-8", "replace")
+    return HttpAnswer(status, response_headers, text, len(raw) > body_limit)
 
 
 def redact_url(url: str) -> str:
