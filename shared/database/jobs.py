@@ -73,12 +73,12 @@ def _created_positions(jobs: Sequence[tuple[NewJob, str]], inserted: Sequence[An
     (Should the next row be a later job with the same keys, the two are the same job by those keys,
     and both resolve to that row.)
     """
-    rows = iter(sorted(inserted, key=lambda row: row[0]))
+    rows = iter(sorted(inserted, key=lambda row: row.job_id))
     created: dict[int, Job] = {}
     row = next(rows, None)
     for position, (job, _) in enumerate(jobs):
-        if row is not None and row[2] == job.idempotency_key and row[3] == job.unique_key:
-            created[position] = Job.inserted(job, row[0], row[1], row[4], row[5])
+        if row is not None and row.idempotency_key == job.idempotency_key and row.unique_key == job.unique_key:
+            created[position] = Job.inserted(job, row.job_id, row.status, row.created_at, row.run_at)
             row = next(rows, None)
     return created
 
