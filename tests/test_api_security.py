@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
@@ -53,6 +54,19 @@ def test_grpc_needs_a_valid_token(guarded_api: ApiServer) -> None:
         assert "PENDING" in reply.status_breakdown
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_needs_a_valid_token(guarded_api: ApiServer) -> None:
+    list_services = [reflection_pb2.ServerReflectionRequest(list_services="")]
+    with grpc.insecure_channel(f"127.0.0.1:{guarded_api.grpc_port}") as channel:
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            next(reflection.ServerReflectionInfo(iter(list_services)))
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        reply = next(
+            reflection.ServerReflectionInfo(iter(list_services), metadata=(("authorization", f"Bearer {TOKEN}"),))
+        )
+        assert "jobs.v1.JobService" in {service.name for service in reply.list_services_response.service}
 
 
 def test_rest_needs_a_valid_token_but_health_is_open(guarded_api: ApiServer) -> None:

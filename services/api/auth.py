@@ -41,9 +41,13 @@ class TokenChecker:
     def enabled(self) -> bool:
         return bool(self._tokens)
 
+    def required_for(self, method: str) -> bool:
+        """Whether calls of ``method`` (``/package.Service/Method``) need a token."""
+        return bool(self._tokens) and method not in OPEN_METHODS
+
     def allows(self, method: str, authorization: str | None) -> bool:
         """True when auth is off, the method is open, or ``authorization`` is ``Bearer <a valid token>``."""
-        if not self._tokens or method in OPEN_METHODS:
+        if not self.required_for(method):
             return True
         if not authorization or not authorization.startswith("Bearer "):
             return False

@@ -1,5 +1,5 @@
 """The REST shim: HTTP routes derived from the proto's google.api.http annotations, forwarded over a
-loopback gRPC channel so that every interceptor (errors, metrics, auth) applies to REST calls too.
+loopback gRPC channel so that the instrumentation of every RPC (errors, metrics, auth) applies to REST calls too.
 
 JSON is protobuf's JSON mapping with the proto's snake_case names, plus what the original service's
 clients rely on: every field present (unset ones as null), int64 as numbers, payloads as written,

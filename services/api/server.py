@@ -14,11 +14,11 @@ from pathlib import Path
 import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from services.api import metrics
 from services.api.auth import TokenChecker
-from services.api.interceptors import ServiceInterceptor
+from services.api.instrumentation import InstrumentedServer
 from services.api.rest import build_rest_app
 from services.api.servicer import JobServicer
 from services.api.settings import ApiSettings
@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["JobService"].full_name
 SCHEMA_RETRY_SECONDS = 2.0
 SHUTDOWN_GRACE_SECONDS = 5.0
-# Concurrent group-commit writes of unary submits (each on its own autocommit connection).
-SUBMIT_WRITERS = 2
 
 
 async def wait_for_database(settings: ApiSettings, stop: asyncio.Event) -> JobStore | None:
@@ -50,9 +48,8 @@ async def wait_for_database(settings: ApiSettings, stop: asyncio.Event) -> JobSt
     while not stop.is_set():
         try:
             await asyncio.to_thread(check_schema, engine)
-            writer = create_database_engine(
-                settings.database_url, "jobservice-api", pool_size=SUBMIT_WRITERS, autocommit=True
-            )
+            # Group commit's connection: it writes one group of unary submits at a time.
+            writer = create_database_engine(settings.database_url, "jobservice-api", pool_size=1, autocommit=True)
             return JobStore(engine, writer)
         except DatabaseUnavailable as exc:
             log.warning("waiting for the database: %s", exc.message)
@@ -72,13 +69,17 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
     tokens = TokenChecker(settings.api_tokens)
-    interceptor = ServiceInterceptor(tokens, settings.request_timeout_seconds)
-    server = grpc.aio.server(interceptors=[interceptor], options=message_options)
-    servicer = JobServicer(store, settings, SUBMIT_WRITERS)
-    pb_grpc.add_JobServiceServicer_to_server(servicer, server)
+    server = grpc.aio.server(options=message_options)
+    # Every service registers through it, so that each method is wrapped with auth, spans, errors and metrics.
+    instrumented = InstrumentedServer(server, tokens, settings.request_timeout_seconds)
+    servicer = JobServicer(store, settings)
+    pb_grpc.add_JobServiceServicer_to_server(servicer, instrumented)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, instrumented)
+    # What reflection.enable_server_reflection does for a grpc.aio server (it checks the server's type).
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)), instrumented
+    )
     grpc_address = f"{settings.bind_host}:{settings.grpc_port}"
     tls = load_tls(settings)
     if tls is None:

@@ -36,15 +36,12 @@ tracer = trace.get_tracer("services.api")
 
 
 class JobServicer(pb_grpc.JobServiceServicer):
-    def __init__(self, store: JobStore, settings: ApiSettings, submit_writers: int = 2) -> None:
+    def __init__(self, store: JobStore, settings: ApiSettings) -> None:
         self.store = store
         self.settings = settings
         self._pool = ThreadPoolExecutor(max_workers=settings.db_pool_size, thread_name_prefix="db")
         self.submitter: GroupCommitter[tuple[NewJob, str], SubmitResult | IdempotencyConflict] = GroupCommitter(
-            lambda jobs: self._db(store.submit_jobs_independently, jobs),
-            max_group=settings.max_batch_size,
-            # Few writers make large groups; two keep the database busy while the next group forms.
-            max_concurrent_writes=submit_writers,
+            lambda jobs: self._db(store.submit_jobs_independently, jobs), max_group=settings.max_batch_size
         )
         self.watcher = JobWatcher(lambda ids: self._db(store.get_jobs, ids), settings.watch_poll_interval_seconds)
         self.schedules = ScheduleStore(store.engine)
