@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "stats_to_proto",
     "status_from_proto",
     "submit_result_to_proto",
+    "submit_results_to_proto",
 ]
 
 
@@ -62,38 +64,48 @@ def new_job_from_proto(
     request: pb.SubmitJobRequest, default_timeout_seconds: int, traceparent: str | None = None
 ) -> NewJob:
     """A NewJob with the defaults filled in; validation is NewJob.validate's."""
-    return NewJob(
+    # One ListFields call instead of a HasField per optional field: submits convert every job.
+    given = {descriptor.name: value for descriptor, value in request.ListFields()}
+    payload = given.get("payload")
+    return NewJob.of(
         type=request.type,
-        payload=struct_to_dict(request.payload),
-        idempotency_key=request.idempotency_key if request.HasField("idempotency_key") else None,
-        priority=request.priority if request.HasField("priority") else DEFAULT_PRIORITY,
-        scheduled_at=_datetime(request, "scheduled_at"),
-        max_attempts=request.max_attempts if request.HasField("max_attempts") else DEFAULT_MAX_ATTEMPTS,
-        timeout_seconds=(request.timeout_seconds if request.HasField("timeout_seconds") else default_timeout_seconds),
+        payload=struct_to_dict(payload) if payload is not None else {},
+        idempotency_key=given.get("idempotency_key"),
+        priority=given.get("priority", DEFAULT_PRIORITY),
+        scheduled_at=_datetime(request, "scheduled_at") if "scheduled_at" in given else None,
+        max_attempts=given.get("max_attempts", DEFAULT_MAX_ATTEMPTS),
+        timeout_seconds=given.get("timeout_seconds", default_timeout_seconds),
         traceparent=traceparent,
-        depends_on=tuple(request.depends_on),
-        depends_on_index=tuple(request.depends_on_index),
-        callback_url=request.callback_url if request.HasField("callback_url") else None,
-        concurrency_key=request.concurrency_key if request.HasField("concurrency_key") else None,
-        unique_key=request.unique_key if request.HasField("unique_key") else None,
+        depends_on=tuple(given.get("depends_on", ())),
+        depends_on_index=tuple(given.get("depends_on_index", ())),
+        callback_url=given.get("callback_url"),
+        concurrency_key=given.get("concurrency_key"),
+        unique_key=given.get("unique_key"),
     )
 
 
 def job_to_proto(job: Job, payload: struct_pb2.Struct | None = None) -> pb.Job:
     """The Job message; ``payload``, when given, is copied as the job's payload instead of converting
     ``job.payload`` (a submit answers with the payload it was sent: a C++ copy, not a Python walk)."""
-    message = pb.Job(
-        job_id=job.job_id,
-        type=job.type,
-        status=job.status.value,
-        priority=job.priority,
-        attempts=job.attempts,
-        max_attempts=job.max_attempts,
-        timeout_seconds=job.timeout_seconds,
-        cancel_requested=job.cancel_requested,
-        depends_on=job.depends_on,
-        pending_dependencies=job.pending_dependencies,
-    )
+    message = pb.Job()
+    _fill_job(job, message, payload)
+    return message
+
+
+def _fill_job(job: Job, message: pb.Job, payload: struct_pb2.Struct | None = None) -> None:
+    # Filled in place: building a message and then placing it in a response copies it again.
+    message.job_id = job.job_id
+    message.type = job.type
+    message.status = job.status.value  # type: ignore[assignment]  # the enum value's name
+    message.priority = job.priority
+    message.attempts = job.attempts
+    message.max_attempts = job.max_attempts
+    message.timeout_seconds = job.timeout_seconds
+    if job.cancel_requested:
+        message.cancel_requested = True
+    if job.depends_on:
+        message.depends_on.extend(job.depends_on)
+        message.pending_dependencies = job.pending_dependencies
     for field in ("idempotency_key", "concurrency_key", "unique_key"):
         if (value := getattr(job, field)) is not None:
             setattr(message, field, value)
@@ -110,12 +122,12 @@ def job_to_proto(job: Job, payload: struct_pb2.Struct | None = None) -> pb.Job:
     if job.result is not None:
         dict_to_struct(job.result, message.result)
     for field in ("created_at", "updated_at", "scheduled_at", "started_at", "finished_at", "run_at"):
-        _timestamp(getattr(job, field), getattr(message, field))
+        if (moment := getattr(job, field)) is not None:
+            _timestamp(moment, getattr(message, field))
     if job.progress_percent is not None:
         message.progress.percent = job.progress_percent
         message.progress.message = job.progress_message or ""
         _timestamp(job.progress_at, message.progress.updated_at)
-    return message
 
 
 def _callback(job: Job, target: pb.Callback) -> None:
@@ -149,8 +161,21 @@ def _callback(job: Job, target: pb.Callback) -> None:
 def submit_result_to_proto(result: SubmitResult, request: pb.SubmitJobRequest) -> pb.SubmitJobResponse:
     """The answer to one submitted job. A job this submit created has the request's payload; one it
     found (idempotent replay, or merged by unique_key) answers with its own."""
-    payload = request.payload if result.created else None
-    return pb.SubmitJobResponse(job=job_to_proto(result.job, payload), created=result.created)
+    response = pb.SubmitJobResponse(created=result.created)
+    _fill_job(result.job, response.job, request.payload if result.created else None)
+    return response
+
+
+def submit_results_to_proto(
+    results: Sequence[SubmitResult], requests: Sequence[pb.SubmitJobRequest]
+) -> pb.SubmitJobsResponse:
+    """The answer to a SubmitJobs call: submit_result_to_proto for each job, built in place."""
+    response = pb.SubmitJobsResponse()
+    add = response.results.add
+    for result, request in zip(results, requests, strict=True):
+        item = add(created=result.created)
+        _fill_job(result.job, item.job, request.payload if result.created else None)
+    return response
 
 
 def status_from_proto(value: int) -> JobStatus | None:

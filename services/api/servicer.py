@@ -54,12 +54,14 @@ class JobServicer(pb_grpc.JobServiceServicer):
         ):
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def _validated(self, request: pb.SubmitJobRequest, batch_position: int | None = None) -> tuple[NewJob, str]:
-        job = convert.new_job_from_proto(request, self.settings.job_timeout_seconds, current_traceparent())
+    def _validated(
+        self, request: pb.SubmitJobRequest, traceparent: str | None, batch_position: int | None = None
+    ) -> tuple[NewJob, str]:
+        job = convert.new_job_from_proto(request, self.settings.job_timeout_seconds, traceparent)
         return job, job.validate(self.settings.max_payload_bytes, batch_position)
 
     async def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.aio.ServicerContext) -> Any:
-        validated = self._validated(request)
+        validated = self._validated(request, current_traceparent())
         if validated[0].has_dependencies:
             # Locks its dependencies in a transaction of its own: not for a shared group commit.
             outcome: SubmitResult | IdempotencyConflict = await self._db(
@@ -81,16 +83,15 @@ class JobServicer(pb_grpc.JobServiceServicer):
                 "jobs", f"has {len(request.jobs)} jobs; at most {self.settings.max_batch_size} per call"
             )
         jobs = []
+        traceparent = current_traceparent()
         for index, item in enumerate(request.jobs):
             try:
-                jobs.append(self._validated(item, batch_position=index))
+                jobs.append(self._validated(item, traceparent, batch_position=index))
             except InvalidArgument as exc:
                 raise exc.within(f"jobs[{index}]") from None
         results = await self._db(self.store.submit_jobs, jobs)
         metrics.record_submitted(results)
-        return pb.SubmitJobsResponse(
-            results=[convert.submit_result_to_proto(r, item) for r, item in zip(results, request.jobs, strict=True)]
-        )
+        return convert.submit_results_to_proto(results, request.jobs)
 
     async def GetJob(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> Any:
         return convert.job_to_proto(await self._db(self.store.get_job, request.job_id))
