@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
@@ -10,6 +10,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
+
+import orjson
 
 from shared.errors import InvalidArgument
 
@@ -231,15 +233,17 @@ class NewJob:
         if not isinstance(self.payload, dict):
             raise InvalidArgument("payload", "must be a JSON object")
         try:
-            encoded = json.dumps(self.payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-            size = len(encoded.encode())
-        except (TypeError, ValueError) as exc:
+            encoded = orjson.dumps(self.payload)
+        except TypeError as exc:  # orjson.JSONEncodeError: a value JSON has no form for
             raise InvalidArgument("payload", f"is not valid JSON: {exc}") from exc
-        if "\x00" in encoded or "\\u0000" in encoded:
+        # orjson writes NaN and infinities as null; JSON has no such numbers and jsonb refuses them.
+        if b"null" in encoded and _has_non_finite_number(self.payload):
+            raise InvalidArgument("payload", "is not valid JSON: NaN and infinite numbers have no JSON form")
+        if b"\\u0000" in encoded:
             raise InvalidArgument("payload", "must not contain NUL characters (PostgreSQL jsonb cannot store them)")
-        if size > max_payload_bytes:
-            raise InvalidArgument("payload", f"is {size} bytes encoded; the limit is {max_payload_bytes}")
-        return encoded
+        if len(encoded) > max_payload_bytes:
+            raise InvalidArgument("payload", f"is {len(encoded)} bytes encoded; the limit is {max_payload_bytes}")
+        return encoded.decode()
 
     def _validate_dependencies(self, batch_position: int | None) -> None:
         if len(self.depends_on) + len(self.depends_on_index) > MAX_DEPENDENCIES:
@@ -284,6 +288,16 @@ _NEW_JOB_FIELDS = frozenset(NewJob.__dataclass_fields__)
 _NEW_JOB_DEFAULTS: dict[str, Any] = {
     name: spec.default for name, spec in NewJob.__dataclass_fields__.items() if spec.default is not MISSING
 }
+
+
+def _has_non_finite_number(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite_number(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite_number(item) for item in value)
+    return False
 
 
 def _check_callback_url(url: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 import psycopg2
 import pytest
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -167,3 +167,19 @@ def test_rest_body_over_the_limit_is_413(api: ApiServer, db: str) -> None:
     assert reply.status == 413
     assert reply.body["status"] == "RESOURCE_EXHAUSTED"
     assert count_jobs(db) == 0
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
+def test_grpc_payload_numbers_json_cannot_hold_are_refused(stub: JobServiceStub, db: str, number: float) -> None:
+    before = count_jobs(db)
+    payload = struct_pb2.Struct()
+    payload.update({"ok": None, "nested": {"values": [1, number]}})
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.SubmitJob(pb.SubmitJobRequest(type="numbers", payload=payload), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "payload" in caught.value.details()
+    assert count_jobs(db) == before
+    payload.update({"nested": {"values": [1, None, 2.5]}})
+    stored = stub.SubmitJob(pb.SubmitJobRequest(type="numbers", payload=payload), timeout=10).job
+    assert json_format.MessageToDict(stored.payload) == {"ok": None, "nested": {"values": [1, None, 2.5]}}
+    assert count_jobs(db) == before + 1

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg2.errorcodes
 import psycopg2.errors
 from sqlalchemy import Connection, CursorResult, Engine, exc
@@ -46,22 +47,14 @@ class JobCounts:
     recent_failures: list[RecentFailure]
 
 
-def _submit_params(jobs: Sequence[tuple[NewJob, str]]) -> dict[str, Any]:
-    """The array parameters of submit_jobs and submit_jobs_with_ids."""
-    return {
-        "types": [job.type for job, _ in jobs],
-        "priorities": [job.priority for job, _ in jobs],
-        "payloads": [encoded for _, encoded in jobs],
-        "idempotency_keys": [job.idempotency_key for job, _ in jobs],
-        "scheduled_ats": [job.scheduled_at for job, _ in jobs],
-        "max_attempts": [job.max_attempts for job, _ in jobs],
-        "timeouts": [job.timeout_seconds for job, _ in jobs],
-        "traceparents": [job.traceparent for job, _ in jobs],
-        "callback_urls": [job.callback_url for job, _ in jobs],
-        "concurrency_keys": [job.concurrency_key for job, _ in jobs],
-        "unique_keys": [job.unique_key for job, _ in jobs],
-        "schedule_names": [job.schedule_name for job, _ in jobs],
-    }
+def _submit_params(jobs: Sequence[tuple[NewJob, str]], **extra: Sequence[Any]) -> dict[str, str]:
+    """The one parameter of submit_jobs and its variants: the jobs as a JSON array of objects with
+    NewJob's fields by name (orjson encodes dataclasses natively), plus ``extra`` fields per job."""
+    if not extra:
+        return {"jobs": orjson.dumps([job for job, _ in jobs]).decode()}
+    names = list(extra)
+    rows = [{**job.__dict__, **{name: extra[name][n] for name in names}} for n, (job, _) in enumerate(jobs)]
+    return {"jobs": orjson.dumps(rows).decode()}
 
 
 def _created_positions(jobs: Sequence[tuple[NewJob, str]], inserted: Sequence[Any]) -> dict[int, Job]:
@@ -345,11 +338,9 @@ class JobStore:
         todo = list(range(count))
         for _ in range(UNIQUE_KEY_ATTEMPTS):
             batch = [jobs[i] for i in todo]
-            params = {
-                **_submit_params(batch),
-                "job_ids": [ids[i] for i in todo],
-                "waits": [job.has_dependencies for job, _ in batch],
-            }
+            params = _submit_params(
+                batch, job_id=[ids[i] for i in todo], waits=[job.has_dependencies for job, _ in batch]
+            )
             inserted = {job.job_id: job for job in _jobs(conn.execute(query("submit_jobs_with_ids"), params))}
             created = {n: inserted[ids[i]] for n, i in enumerate(todo) if ids[i] in inserted}
             for position, outcome in zip(todo, self._resolve_skipped(conn, batch, created), strict=True):
