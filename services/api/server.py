@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import shutil
 import ssl
@@ -123,6 +124,9 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
         "token auth" if tokens.enabled else "no auth",
     )
 
+    # Everything built so far lives as long as the process: out of the collector's way, so that the
+    # full collections a busy api triggers do not walk it again each time.
+    gc.freeze()
     await stop.wait()
     log.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
