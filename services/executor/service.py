@@ -196,8 +196,14 @@ class Executor:
         leaser.stop()
         if wakeup is not None:
             wakeup.stop()
-        # The lease loop may be in a statement: the jobs it leases are drained like the others.
-        await _first_of(asyncio.shield(leaser_task), self._force.wait(), timeout=settings.shutdown_grace_seconds)
+        # The lease loop may be in a statement: the jobs it leases are drained like the others. Wait for
+        # it beyond a short grace too (it takes milliseconds): cancelling it would leave what it leases
+        # PROCESSING, unseen, until the leases expire (a grace of 0 s did, under load).
+        await _first_of(
+            asyncio.shield(leaser_task),
+            self._force.wait(),
+            timeout=max(settings.shutdown_grace_seconds, FINAL_WRITE_TIMEOUT_SECONDS),
+        )
         if runner.running_count:
             logger.info(
                 "stopping: waiting up to %.0f s for %d running jobs",
