@@ -46,13 +46,14 @@ class InstrumentedServer:
 
     def add_registered_method_handlers(self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]) -> None:
         self._server.add_registered_method_handlers(
-            service, {name: self._wrap(f"/{service}/{name}", handler) for name, handler in handlers.items()}
+            service, {name: self.wrap(f"/{service}/{name}", handler) for name, handler in handlers.items()}
         )
 
     def add_generic_rpc_handlers(self, generic_handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self._server.add_generic_rpc_handlers([_WrappedGenericHandler(self, handler) for handler in generic_handlers])
 
-    def _wrap(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` of ``full_method`` (``/package.Service/Method``) with auth, tracing, errors and metrics."""
         method = full_method.rsplit("/", 1)[-1]
         checked = self._tokens.required_for(full_method)
         if handler.unary_unary is not None:
@@ -118,7 +119,7 @@ class _WrappedGenericHandler(grpc.GenericRpcHandler):
         method = handler_call_details.method
         if method not in self._wrapped:
             handler = self._inner.service(handler_call_details)
-            self._wrapped[method] = None if handler is None else self._server._wrap(method, handler)
+            self._wrapped[method] = None if handler is None else self._server.wrap(method, handler)
         return self._wrapped[method]
 
 
