@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import grpc
@@ -14,6 +14,7 @@ from shared.database.engine import create_database_engine
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from tests.support.api import TEST_TOKEN, ApiServer, make_certificate, running_api
 from tests.support.database import fresh_database, server_url, truncate_jobs
+from tests.support.executors import Executor
 from tests.support.processes import FAST_WORKER_ENV, ServiceProcess, free_port
 
 
@@ -95,3 +96,25 @@ def workers(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     finally:
         executor.stop()
         scheduler.stop()
+
+
+@pytest.fixture
+def executors(db: str) -> Iterator[list[Executor]]:
+    """Executors started by the test (``start_executor``), stopped at its end."""
+    started: list[Executor] = []
+    yield started
+    for process in started:
+        process.stop(timeout=15)
+
+
+@pytest.fixture
+def start_executor(db: str, executors: list[Executor]) -> Callable[..., Executor]:
+    """Start an executor (``start_executor(*args, env=..., database_url=...)``) and wait until it runs."""
+
+    def start(*args: str, env: Mapping[str, str] | None = None, database_url: str | None = None) -> Executor:
+        process = Executor(database_url or db, args, env)
+        process.start()
+        executors.append(process)
+        return process.wait_started()
+
+    return start

@@ -41,12 +41,9 @@ from jobclient import (
 )
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from tests.support.api import TEST_TOKEN, ApiServer
-from tests.support.processes import FAST_WORKER_ENV, ROOT, ServiceProcess, free_port, wait_until
+from tests.support.processes import FAST_WORKER_ENV, IDLE, ROOT, ServiceProcess, free_port, wait_until
 
 FAST = FAST_WORKER_ENV
-TOKEN = TEST_TOKEN
-# No executor has a handler for this type: jobs of it stay where they are put.
-IDLE = "client.idle"
 
 
 @pytest.fixture
@@ -326,16 +323,16 @@ def test_token_auth_over_tls(secure_api: tuple[ApiServer, Path], db: str) -> Non
             wrong.stats()
         with pytest.raises(Unauthenticated):
             list(wrong.watch(1))
-    with JobClient(target, root_certificates=cert.read_bytes(), token=TOKEN) as client:
+    with JobClient(target, root_certificates=cert.read_bytes(), token=TEST_TOKEN) as client:
         job = client.submit(IDLE, {"secure": True})
         assert client.get(job.job_id).payload == {"secure": True}
         assert [j.job_id for j in client.list()] == [job.job_id]
     # Plain text to a TLS port never gets an answer.
-    with JobClient(target, token=TOKEN, retry=NO_RETRY) as plaintext, pytest.raises(Unavailable):
+    with JobClient(target, token=TEST_TOKEN, retry=NO_RETRY) as plaintext, pytest.raises(Unavailable):
         plaintext.stats()
 
     async def over_asyncio() -> Job:
-        async with AsyncJobClient(target, root_certificates=cert, token=TOKEN) as client:
+        async with AsyncJobClient(target, root_certificates=cert, token=TEST_TOKEN) as client:
             return await client.get(job.job_id)
 
     assert asyncio.run(over_asyncio()).job_id == job.job_id

@@ -14,9 +14,9 @@ import pytest
 from shared.database.engine import create_database_engine
 from shared.jobs import JobStatus
 from tests.support.database import migrate
+from tests.support.executors import get_jobs, submit, wait_for_jobs
 from tests.support.pg_instance import PgInstance
 from tests.support.processes import wait_until
-from tests.test_executor import executors, get_jobs, start_executor, submit, wait_for_jobs  # noqa: F401 - fixtures
 
 JOBS = 150
 
@@ -32,7 +32,7 @@ def executions(directory: Path) -> int:
     return sum(len(path.read_text().splitlines()) for path in directory.iterdir())
 
 
-def test_a_database_restart_mid_run_loses_nothing(private_pg, start_executor, tmp_path):  # noqa: F811
+def test_a_database_restart_mid_run_loses_nothing(private_pg, start_executor, tmp_path):
     records = tmp_path / "records"
     records.mkdir()
     engine = create_database_engine(private_pg.url, "tests")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections import Counter
 
 from shared.jobs import JobStatus
+from tests.support.executors import submit, wait_for_jobs
 from tests.support.processes import wait_until
-from tests.test_executor import executors, start_executor, submit, wait_for_jobs  # noqa: F401 - fixtures
 
 JOBS = 2000
 EXECUTORS = 4
 
 
-def test_four_executors_complete_2000_jobs_exactly_once(engine, start_executor, tmp_path):  # noqa: F811
+def test_four_executors_complete_2000_jobs_exactly_once(engine, start_executor, tmp_path):
     processes = [start_executor("--concurrency", "16", env={"RECORD_DIR": str(tmp_path)}) for _ in range(EXECUTORS)]
     ids = submit(engine, "tests.record", {}, count=JOBS)
     jobs = wait_for_jobs(engine, ids, timeout=60)

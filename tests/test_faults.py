@@ -31,9 +31,8 @@ from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from tests.support.api import ApiServer
 from tests.support.database import migrate
 from tests.support.pg_instance import PgInstance
-from tests.support.processes import ServiceProcess, free_port, wait_until
-from tests.test_scheduler import Scheduler
-from tests.test_system import FAST
+from tests.support.processes import FAST_STACK_ENV, ServiceProcess, free_port, wait_until
+from tests.support.scheduler import Scheduler
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +57,7 @@ class FaultStack:
     def __init__(self, database_url: str, log_dir: Path, env: dict[str, str] | None = None, schedulers: int = 1):
         self.url = database_url
         self.log_dir = log_dir
-        self.env = {"DATABASE_URL": database_url, **FAST, **(env or {})}
+        self.env = {"DATABASE_URL": database_url, **FAST_STACK_ENV, **(env or {})}
         self.grpc_port, self.http_port = free_port(), free_port()
         self.executors: list[ServiceProcess] = []
         self.killed: list[ServiceProcess] = []
@@ -91,7 +90,7 @@ class FaultStack:
         self.api_process = self._start_api()
 
     def add_scheduler(self) -> Scheduler:
-        # The Scheduler of test_scheduler has a metrics port of its own (leadership is read from it).
+        # The Scheduler of tests/support/scheduler.py has a metrics port of its own (leadership is read from it).
         env = {name: value for name, value in self.env.items() if name not in ("DATABASE_URL", "METRICS_PORT")}
         scheduler = cast(Scheduler, Scheduler(self.url, self.log_dir, [], **env).start())
         self.schedulers.append(scheduler)

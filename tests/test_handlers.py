@@ -22,8 +22,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from services.executor import JobContext, PermanentError
 from services.executor.handlers import basic, http_request, send_email
 from shared.jobs import JobStatus
+from tests.support.executors import submit, wait_for_jobs
 from tests.support.processes import free_port
-from tests.test_executor import executors, start_executor, submit, wait_for_jobs  # noqa: F401 - fixtures
 
 
 def context(attempt: int = 1, max_attempts: int = 3, timeout: float = 30) -> JobContext:
@@ -206,7 +206,7 @@ def test_send_email_retries_when_the_server_is_unreachable(monkeypatch):
         send_email.smtp_settings.cache_clear()
 
 
-def test_send_email_jobs_through_an_executor(engine, start_executor, smtp_server):  # noqa: F811
+def test_send_email_jobs_through_an_executor(engine, start_executor, smtp_server):
     port, mailbox = smtp_server
     start_executor("--types", "send_email", env={"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port)})
     [sent] = submit(engine, "send_email", {"to": "ada@example.test", "subject": "Welcome", "body": "Hi Ada"})
@@ -351,7 +351,7 @@ def test_http_request_refuses_bad_payloads(payload, message):
         run(http_request.http_request, payload)
 
 
-def test_http_request_jobs_through_an_executor(engine, start_executor, http_server):  # noqa: F811
+def test_http_request_jobs_through_an_executor(engine, start_executor, http_server):
     start_executor("--types", "http_request", env={"RETRY_BACKOFF_BASE_SECONDS": "60"})
     [ok] = submit(engine, "http_request", {"url": f"{http_server}/ok", "method": "POST", "body": "hi"})
     [missing] = submit(engine, "http_request", {"url": f"{http_server}/status/404"}, max_attempts=3)

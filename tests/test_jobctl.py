@@ -16,9 +16,8 @@ import psycopg2
 import pytest
 
 from jobclient import JobClient, JobStatus
-from tests.support.api import ApiServer
-from tests.support.processes import ROOT, free_port, wait_until
-from tests.test_client import IDLE, TOKEN
+from tests.support.api import TEST_TOKEN, ApiServer
+from tests.support.processes import IDLE, ROOT, free_port, wait_until
 
 
 class Jobctl:
@@ -243,14 +242,14 @@ def test_token_and_tls_flags_and_environment(secure_api: tuple[ApiServer, Path],
     wrong = jobctl("stats", "--ca-cert", str(cert), "--token", "wrong-token-wrong-token")
     assert wrong.returncode == 2 and "not authenticated" in one_line(wrong.stderr)
 
-    with_flags = jobctl("--tls", "--ca-cert", str(cert), "--token", TOKEN, "--json", "submit", IDLE, '{"a": 1}')
+    with_flags = jobctl("--tls", "--ca-cert", str(cert), "--token", TEST_TOKEN, "--json", "submit", IDLE, '{"a": 1}')
     assert with_flags.returncode == 0, with_flags.stderr
     job_id = json.loads(with_flags.stdout)["job_id"]
-    from_env = jobctl("get", str(job_id), "--json", env={"JOBCTL_TOKEN": TOKEN, "JOBCTL_CA_CERT": str(cert)})
+    from_env = jobctl("get", str(job_id), "--json", env={"JOBCTL_TOKEN": TEST_TOKEN, "JOBCTL_CA_CERT": str(cert)})
     assert from_env.returncode == 0, from_env.stderr
     assert json.loads(from_env.stdout)["payload"] == {"a": 1}
     # Plain text to the TLS port: the server cannot be talked to.
-    plaintext = jobctl("stats", "--token", TOKEN)
+    plaintext = jobctl("stats", "--token", TEST_TOKEN)
     assert plaintext.returncode == 2 and "cannot reach the job service" in one_line(plaintext.stderr)
     missing_cert = jobctl("stats", "--ca-cert", "/nonexistent/ca.pem")
     assert missing_cert.returncode == 2 and "is not a readable file" in one_line(missing_cert.stderr)

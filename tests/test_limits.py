@@ -22,8 +22,8 @@ from shared.jobs import Job, JobStatus
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from tests.support.api import ApiServer
+from tests.support.executors import Executor, wait_for_jobs
 from tests.support.rpc_errors import field_violations
-from tests.test_executor import Executor, wait_for_jobs
 
 LIMITED = "tests.limited"
 UNLIMITED = "tests.unlimited"

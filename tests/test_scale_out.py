@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from shared.jobs import JobStatus
+from tests.support.executors import submit, wait_for_jobs
 from tests.support.processes import ServiceProcess, wait_until
-from tests.test_executor import submit, wait_for_jobs
 
 pytestmark = pytest.mark.slow
 

@@ -12,67 +12,20 @@ import signal
 import statistics
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from shared.database.engine import create_database_engine
 from shared.database.maintenance import LeaderLock
 from shared.jobs import JobStatus
 from tests.support.database import fresh_database, migrate, server_url
-from tests.support.processes import ServiceProcess, free_port, wait_until
-from tests.test_maintenance import execute, jobs, make_finished, make_processing, submit
-
-# Short intervals so each test sees a duty run within a fraction of a second.
-FAST = {
-    "SCHEDULER_RESCUE_INTERVAL_SECONDS": "0.1",
-    "SCHEDULER_PRUNE_INTERVAL_SECONDS": "0.1",
-    "SCHEDULER_COMPACT_INTERVAL_SECONDS": "0.1",
-    "LOG_LEVEL": "DEBUG",
-}
-
-
-class Scheduler(ServiceProcess):
-    """A scheduler process with its own metrics port."""
-
-    def __init__(self, database_url: str, log_dir: Path, args: list[str] | None = None, **env: str) -> None:
-        self.metrics_port = free_port()
-        super().__init__(
-            "services.scheduler",
-            {"DATABASE_URL": database_url, "METRICS_PORT": str(self.metrics_port), **FAST, **env},
-            args or [],
-            log_dir,
-        )
-
-    def metric(self, name: str, **labels: str) -> float | None:
-        """A sample's value from /metrics; None when the process does not answer (yet)."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
-                body = response.read().decode()
-        except OSError:
-            return None
-        for family in text_string_to_metric_families(body):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                    return float(sample.value)
-        return None
-
-    def is_leader(self) -> bool:
-        if not self.alive():
-            raise AssertionError(f"scheduler exited:\n{self.output()[-3000:]}")
-        return self.metric("scheduler_is_leader") == 1
-
-    def wait_until_leader(self, timeout: float = 15) -> Scheduler:
-        wait_until(self.is_leader, timeout, what="the scheduler to become leader")
-        return self
-
-    def wait_for_log(self, fragment: str, timeout: float = 15) -> None:
-        wait_until(lambda: fragment in self.output(), timeout, what=f"{fragment!r} in the scheduler's log")
+from tests.support.job_rows import execute, jobs, make_finished, make_processing, submit
+from tests.support.processes import wait_until
+from tests.support.scheduler import Scheduler
 
 
 @pytest.fixture

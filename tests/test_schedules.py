@@ -28,7 +28,7 @@ from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from shared.schedules import CronExpression
 from tests.support.api import ApiServer
 from tests.support.processes import wait_until
-from tests.test_scheduler import Scheduler
+from tests.support.scheduler import Scheduler
 
 pytestmark = pytest.mark.slow
 

@@ -20,28 +20,16 @@ from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from tests.support.api import ApiServer
 from tests.support.database import migrate
 from tests.support.pg_instance import PgInstance
-from tests.support.processes import ServiceProcess, free_port, wait_until
+from tests.support.processes import FAST_STACK_ENV, ServiceProcess, free_port, wait_until
 
 pytestmark = pytest.mark.slow
-
-FAST = {
-    "EXECUTOR_LEASE_SECONDS": "2",
-    "EXECUTOR_HEARTBEAT_INTERVAL_SECONDS": "0.5",
-    "EXECUTOR_POLL_INTERVAL_SECONDS": "0.5",
-    "RETRY_BACKOFF_BASE_SECONDS": "0.3",
-    "RETRY_BACKOFF_CAP_SECONDS": "5",
-    "SCHEDULER_RESCUE_INTERVAL_SECONDS": "0.2",
-    "METRICS_PORT": "0",
-    "EXECUTOR_SHUTDOWN_GRACE_SECONDS": "1",
-    "EXECUTOR_HANDLERS": "tests.handlers_for_tests",
-}
 
 
 class Stack:
     """api + scheduler + executors on one database."""
 
     def __init__(self, database_url: str, log_dir: Path, env: dict[str, str] | None = None) -> None:
-        self.env = {"DATABASE_URL": database_url, **FAST, **(env or {})}
+        self.env = {"DATABASE_URL": database_url, **FAST_STACK_ENV, **(env or {})}
         self.log_dir = log_dir
         self.executors: list[ServiceProcess] = []
         grpc_port, http_port = free_port(), free_port()

@@ -26,6 +26,23 @@ FAST_WORKER_ENV = {
     "EXECUTOR_HANDLERS": "tests.handlers_for_tests,examples.handlers",
 }
 
+# The whole service at once (api, scheduler and executors on one database, as test_system and test_faults
+# run it): short leases, heartbeats, polls and backoffs, and the test handlers only.
+FAST_STACK_ENV = {
+    "EXECUTOR_LEASE_SECONDS": "2",
+    "EXECUTOR_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+    "EXECUTOR_POLL_INTERVAL_SECONDS": "0.5",
+    "RETRY_BACKOFF_BASE_SECONDS": "0.3",
+    "RETRY_BACKOFF_CAP_SECONDS": "5",
+    "SCHEDULER_RESCUE_INTERVAL_SECONDS": "0.2",
+    "METRICS_PORT": "0",
+    "EXECUTOR_SHUTDOWN_GRACE_SECONDS": "1",
+    "EXECUTOR_HANDLERS": "tests.handlers_for_tests",
+}
+
+# A job type no handler module registers: no executor leases jobs of it, so they stay where they are put.
+IDLE = "client.idle"
+
 
 def free_port() -> int:
     with socket.socket() as sock:
