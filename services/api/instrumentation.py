@@ -35,9 +35,9 @@ SERVICE = "jobs.v1.JobService"
 
 class InstrumentedServer:
     """Stands in for a grpc.aio server while services register (``add_XServicer_to_server(servicer,
-    InstrumentedServer(...))``, ``reflection.enable_server_reflection(..., InstrumentedServer(...))``) and
-    registers each of their method handlers on the real server wrapped with auth, tracing, error mapping
-    and metrics."""
+    InstrumentedServer(...))``) and registers each of their method handlers on the real server wrapped
+    with auth, tracing, error mapping and metrics. (Not ``reflection.enable_server_reflection``: it checks
+    the server's type; server.py registers reflection's servicer directly.)"""
 
     def __init__(self, server: grpc.aio.Server, tokens: TokenChecker, request_timeout_seconds: float | None) -> None:
         self._server = server
@@ -108,19 +108,23 @@ class InstrumentedServer:
 
 class _WrappedGenericHandler(grpc.GenericRpcHandler):
     """A generic handler (reflection registers one) whose method handlers are wrapped the first time
-    each method is looked up."""
+    each method is looked up. Only methods it serves are remembered: a client calling made-up method
+    names must not grow the cache."""
 
     def __init__(self, server: InstrumentedServer, inner: grpc.GenericRpcHandler) -> None:
         self._server = server
         self._inner = inner
-        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
-        if method not in self._wrapped:
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
             handler = self._inner.service(handler_call_details)
-            self._wrapped[method] = None if handler is None else self._server.wrap(method, handler)
-        return self._wrapped[method]
+            if handler is None:
+                return None
+            wrapped = self._wrapped[method] = self._server.wrap(method, handler)
+        return wrapped
 
 
 async def _refuse(method: str, context: grpc.aio.ServicerContext) -> None:
