@@ -1,7 +1,8 @@
 # One image for every process: api (the default), scheduler, executor and the one-off migrate.
 #   docker build -t jobservice .
-#   docker run --rm -e DATABASE_URL=postgresql://... jobservice                        # the api
-#   docker run --rm -e DATABASE_URL=postgresql://... jobservice python -m services.executor
+#   docker run --rm -e DATABASE_URL=postgresql://... jobservice jobservice migrate       # the schema, once
+#   docker run --rm -e DATABASE_URL=postgresql://... jobservice                         # the api
+#   docker run --rm -e DATABASE_URL=postgresql://... jobservice jobservice executor
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,20 +12,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# The project's metadata and packages first, so a change to the migrations or the compose file does not
-# reinstall the dependencies. psycopg2-binary and grpcio ship manylinux wheels: no compiler is needed.
+# The server's package only (the client is a distribution of its own, clients/python): its migrations
+# travel inside it, so `jobservice migrate` needs no other file. psycopg2-binary and grpcio ship manylinux
+# wheels: no compiler is needed.
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
-COPY jobclient ./jobclient
 RUN pip install .
-
-# /docs reads the proto's comments for its descriptions.
-COPY proto ./proto
-
-# What `alembic upgrade head` (the compose file's migrate service) reads.
-COPY alembic.ini ./
-COPY migrations ./migrations
 
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin jobs
 USER jobs
@@ -32,4 +26,4 @@ USER jobs
 # gRPC, REST (/health, /metrics), executor metrics, scheduler metrics.
 EXPOSE 50051 8000 8001 8002
 
-CMD ["python", "-m", "services.api"]
+CMD ["jobservice", "api"]

@@ -22,14 +22,18 @@ from bench.scenarios import SCENARIOS
 __all__ = ["build_parser", "main"]
 
 
-def _ints(text: str) -> tuple[int, ...]:
+def _ints(text: str, least: int = 1) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers >= 1")
+    if not values or min(values) < least:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers >= {least}")
     return values
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    return _ints(text, least=0)
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -62,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument("-v", "--verbose", action="store_true", help="print progress")
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs (printed path)")
-    parser.add_argument("--runs", type=int, default=defaults.runs, help="repeats of drain, unary and batch (median)")
+    parser.add_argument(
+        "--runs", type=int, default=defaults.runs, help="repeats of drain, unary, batch and rest (median)"
+    )
 
     group = parser.add_argument_group("executors (drain, sustained, latency, bigtable)")
     group.add_argument(
@@ -109,6 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--prefill-callers", type=int, default=defaults.prefill_callers, help="SubmitJobs processes filling the queue"
     )
+    group.add_argument(
+        "--drain-default",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.drain_default,
+        help="also drain with the executors' default concurrency (started without flags)",
+    )
+    group.add_argument(
+        "--drain-keys",
+        type=_counts,
+        default=defaults.drain_keys,
+        help="fairness keys the jobs are spread over, 0 for none; drain runs each value of a list",
+    )
 
     group = parser.add_argument_group("2. sustained")
     group.add_argument("--sustained-seconds", type=float, default=defaults.sustained_seconds)
@@ -121,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--sustained-producers", type=int, default=defaults.sustained_producers)
     group.add_argument("--sustained-batch", type=int, default=defaults.sustained_batch, help="jobs per SubmitJobs")
 
-    group = parser.add_argument_group("3. unary SubmitJob")
+    group = parser.add_argument_group("3. unary SubmitJob, and the calls of 7. rest")
     group.add_argument("--unary-seconds", type=float, default=defaults.unary_seconds)
     group.add_argument("--unary-concurrency", type=int, default=defaults.unary_concurrency)
     group.add_argument(
@@ -167,6 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--big-seconds", type=float, default=defaults.big_seconds, help="seconds per latency measurement"
     )
     group.add_argument("--big-submit-concurrency", type=int, default=defaults.big_submit_concurrency)
+
+    group = parser.add_argument_group("9. bulk")
+    group.add_argument("--bulk-jobs", type=int, default=defaults.bulk_jobs, help="jobs CancelJobs and RetryJobs change")
+    group.add_argument(
+        "--bulk-drain-jobs",
+        type=int,
+        default=defaults.bulk_drain_jobs,
+        help="echo jobs queued before each call, drained meanwhile",
+    )
+
+    group = parser.add_argument_group("10. crash")
+    group.add_argument(
+        "--crash-rounds", type=int, default=defaults.crash_rounds, help="executors killed, one per round"
+    )
     return parser
 
 

@@ -18,6 +18,12 @@ class BenchConfig:
     drain_jobs: int = 50_000
     prefill_callers: int = 2  # SubmitJobs processes that fill the queue before the executors start
     drain_timeout: float = 600.0
+    # Also drain with the executors' own defaults (no EXECUTOR_CONCURRENCY): what an executor started
+    # without flags does.
+    drain_default: bool = True
+    # Each value: the drain's jobs spread round-robin over this many fairness keys (0: no key), with
+    # every --executors and --concurrency value (docs/fairness.md).
+    drain_keys: tuple[int, ...] = (0, 100)
 
     # 2. sustained
     sustained_seconds: float = 20.0
@@ -51,6 +57,13 @@ class BenchConfig:
     big_seconds: float = 5.0  # per latency measurement (submit, GetStats)
     big_submit_concurrency: int = 1
 
+    # 9. bulk actions
+    bulk_jobs: int = 100_000  # jobs CancelJobs and then RetryJobs change
+    bulk_drain_jobs: int = 100_000  # echo jobs queued before each call, for the executors to drain meanwhile
+
+    # 10. crash
+    crash_rounds: int = 5  # SIGKILLs, one per round
+
     scenarios: tuple[str, ...] = field(default=())
 
     def with_overrides(self, **overrides: object) -> BenchConfig:
@@ -79,4 +92,7 @@ QUICK = dict(
     big_lease_jobs=1_000,
     big_drain_jobs=1_000,
     big_seconds=1.0,
+    bulk_jobs=2_000,
+    bulk_drain_jobs=1_000,
+    crash_rounds=1,
 )

@@ -93,7 +93,7 @@ def job_counts(conn: Any) -> dict[str, int]:
 def truncate_jobs(conn: Any) -> None:
     """Empty the jobs table and its counts (no executor may be running)."""
     with conn.cursor() as cur:
-        cur.execute("TRUNCATE jobs, job_counts RESTART IDENTITY")
+        cur.execute("TRUNCATE jobs, job_counts, job_attempts RESTART IDENTITY")
 
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
@@ -163,17 +163,25 @@ def fresh_database(server_url: str, label: str) -> Iterator[str]:
 class ExecutorSet:
     """E ``python -m services.executor`` processes with the same settings."""
 
-    def __init__(self, cluster: Cluster, count: int, concurrency: int, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        count: int,
+        concurrency: int | None,
+        env: Mapping[str, str] | None = None,
+        types: str = "echo",
+    ) -> None:
+        """``concurrency`` None: the executors' default (EXECUTOR_CONCURRENCY not set here)."""
         self.cluster = cluster
         self.count = count
         self.concurrency = concurrency
         self.env = {
             **cluster.ctx.service_env,
             **cluster.ctx.executor_env,
-            **(env or {}),
             "DATABASE_URL": cluster.database_url,
-            "EXECUTOR_CONCURRENCY": str(concurrency),
-            "EXECUTOR_TYPES": "echo",
+            **(env or {}),
+            **({"EXECUTOR_CONCURRENCY": str(concurrency)} if concurrency is not None else {}),
+            "EXECUTOR_TYPES": types,
         }
         self.ports = [free_port() for _ in range(count)]
         self.processes = [
@@ -195,6 +203,7 @@ class ExecutorSet:
         settings = dataclasses.asdict(ExecutorSettings.from_env({**os.environ, **self.env}))
         settings.pop("database_url", None)
         settings.pop("metrics_port", None)  # one free port per executor
+        settings.pop("egress", None)  # where jobs may connect: no bearing on speed (and holds the metrics port)
         return {"executors": self.count, **settings}
 
     def launch(self) -> float:
@@ -317,9 +326,12 @@ class Cluster:
                 if cluster.conn is not None:
                     cluster.conn.close()
 
-    def executors(self, count: int, concurrency: int, env: Mapping[str, str] | None = None) -> ExecutorSet:
-        """E executors for this cluster, not yet started."""
-        return ExecutorSet(self, count, concurrency, env)
+    def executors(
+        self, count: int, concurrency: int | None, env: Mapping[str, str] | None = None, types: str = "echo"
+    ) -> ExecutorSet:
+        """E executors of ``types`` (comma-separated) for this cluster, not yet started; ``concurrency``
+        None: the executors' default."""
+        return ExecutorSet(self, count, concurrency, env, types)
 
     def counts(self) -> dict[str, int]:
         return status_counts(self.conn)

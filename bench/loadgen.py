@@ -1,4 +1,4 @@
-"""Load generators: gRPC clients that run in processes of their own, started together.
+"""Load generators: gRPC and HTTP clients that run in processes of their own, started together.
 
 The machine has two cores and Python has a GIL, so a client must not share an interpreter with the
 api it measures, nor with the other clients. :func:`run_workers` spawns one process per
@@ -14,6 +14,10 @@ Three kinds of load:
   schedule whether or not earlier ones returned, and latency is counted from the scheduled send time,
   so a stall shows up in the percentiles instead of silently lowering the offered rate.
 - ``stats``: GetStats calls, closed loop like ``unary``.
+- ``rest_submit``, ``rest_get``, ``health``: ``POST /jobs``, ``GET /jobs/{id}`` (of a job the worker
+  submits first) and ``GET /health`` over HTTP/1.1 keep-alive connections, closed or open loop like
+  ``unary``. The client is a few lines over asyncio streams with its requests built once (no HTTP
+  library), so that it costs a fraction of what the api spends on each call.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import multiprocessing
 import queue
 import time
@@ -32,7 +37,8 @@ from typing import Any, Literal
 
 __all__ = ["LoadResult", "LoadSpec", "WorkerGroup", "merge", "run_workers"]
 
-Kind = Literal["batch", "unary", "stats"]
+Kind = Literal["batch", "unary", "stats", "rest_submit", "rest_get", "health"]
+HTTP_KINDS = ("rest_submit", "rest_get", "health")
 
 # How long workers may take to start and connect before the group gives up.
 READY_TIMEOUT_SECONDS = 60.0
@@ -44,7 +50,7 @@ DEFAULT_MAX_IN_FLIGHT = 2000
 class LoadSpec:
     """What one worker process does."""
 
-    target: str  # host:port of the api's gRPC server
+    target: str  # host:port of the api's gRPC server, or of its HTTP server for the HTTP kinds
     kind: Kind
     duration: float | None = None  # seconds of load after the start (and after the warm-up)
     warmup: float = 0.0  # seconds of load before measuring starts (not recorded)
@@ -57,6 +63,7 @@ class LoadSpec:
     payload: dict[str, Any] = field(default_factory=dict)
     timeout: float = 30.0  # per call
     channels: int = 1  # gRPC connections; calls go round-robin over them
+    fairness_keys: int = 0  # batch: the jobs of each call spread round-robin over this many keys (0: none)
 
 
 @dataclass
@@ -202,6 +209,21 @@ def _worker_main(index: int, spec: LoadSpec, go: Event, results: multiprocessing
 async def _run(
     index: int, spec: LoadSpec, go: Event, results: multiprocessing.Queue[tuple[int, str, Any]]
 ) -> LoadResult:
+    async with contextlib.AsyncExitStack() as stack:
+        if spec.kind in HTTP_KINDS:
+            call = await _http_caller(spec, stack)
+        else:
+            call = await _grpc_caller(spec, stack)
+        results.put((index, "ready", None))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, go.wait)
+        driver = _Driver(spec, call)
+        if spec.rate is not None:
+            return await driver.open_loop()
+        return await driver.closed_loop()
+
+
+async def _grpc_caller(spec: LoadSpec, channels: contextlib.AsyncExitStack) -> Callable[[int], Any]:
     import grpc
 
     from shared.proto.jobs.v1 import job_service_pb2 as pb
@@ -211,40 +233,101 @@ async def _run(
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ]
-    async with contextlib.AsyncExitStack() as channels:
-        stubs = []
-        # A local subchannel pool per channel: otherwise channels of one process share one connection.
-        own = [*options, ("grpc.use_local_subchannel_pool", 1)]
-        for _ in range(max(1, spec.channels)):
-            channel = await channels.enter_async_context(grpc.aio.insecure_channel(spec.target, options=own))
-            await asyncio.wait_for(channel.channel_ready(), READY_TIMEOUT_SECONDS)
-            stubs.append(pb_grpc.JobServiceStub(channel))
-        next_stub = itertools.cycle(stubs).__next__
-        job = pb.SubmitJobRequest(type=spec.job_type)
-        job.payload.update(spec.payload)
-        # Requests are built once: the load generator should spend its CPU on sending, not on protobuf.
-        batches: dict[int, Any] = {}
-        stats = pb.GetStatsRequest()
+    stubs = []
+    # A local subchannel pool per channel: otherwise channels of one process share one connection.
+    own = [*options, ("grpc.use_local_subchannel_pool", 1)]
+    for _ in range(max(1, spec.channels)):
+        channel = await channels.enter_async_context(grpc.aio.insecure_channel(spec.target, options=own))
+        await asyncio.wait_for(channel.channel_ready(), READY_TIMEOUT_SECONDS)
+        stubs.append(pb_grpc.JobServiceStub(channel))
+    next_stub = itertools.cycle(stubs).__next__
+    job = pb.SubmitJobRequest(type=spec.job_type)
+    job.payload.update(spec.payload)
+    keyed = []
+    for key in range(spec.fairness_keys):
+        keyed.append(pb.SubmitJobRequest(fairness_key=f"tenant-{key}"))
+        keyed[-1].MergeFrom(job)
 
-        def call(jobs: int) -> Any:
-            if spec.kind == "batch":
-                request = batches.get(jobs)
-                if request is None:
-                    request = batches[jobs] = pb.SubmitJobsRequest(jobs=[job] * jobs)
-                return next_stub().SubmitJobs(request, timeout=spec.timeout)
-            if spec.kind == "unary":
-                return next_stub().SubmitJob(job, timeout=spec.timeout)
-            return next_stub().GetStats(stats, timeout=spec.timeout)
+    def batch(jobs: int) -> Any:
+        return pb.SubmitJobsRequest(jobs=[keyed[i % len(keyed)] for i in range(jobs)] if keyed else [job] * jobs)
 
+    # Requests are built once: the load generator should spend its CPU on sending, not on protobuf.
+    batches: dict[int, Any] = {spec.batch_size: batch(spec.batch_size)}
+    stats = pb.GetStatsRequest()
+
+    def call(jobs: int) -> Any:
         if spec.kind == "batch":
-            batches[spec.batch_size] = pb.SubmitJobsRequest(jobs=[job] * spec.batch_size)
-        results.put((index, "ready", None))
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, go.wait)
-        driver = _Driver(spec, call)
-        if spec.rate is not None:
-            return await driver.open_loop()
-        return await driver.closed_loop()
+            request = batches.get(jobs)
+            if request is None:
+                request = batches[jobs] = batch(jobs)
+            return next_stub().SubmitJobs(request, timeout=spec.timeout)
+        if spec.kind == "unary":
+            return next_stub().SubmitJob(job, timeout=spec.timeout)
+        return next_stub().GetStats(stats, timeout=spec.timeout)
+
+    return call
+
+
+class HttpError(Exception):
+    pass
+
+
+class _HttpPool:
+    """Keep-alive HTTP/1.1 connections to one server: a call takes an idle one, or opens one."""
+
+    def __init__(self, target: str, timeout: float) -> None:
+        self.host, _, port = target.rpartition(":")
+        self.port = int(port)
+        self.timeout = timeout
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    def message(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        """A request, built once and sent as often as wanted."""
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        if body is None:
+            return (head + "\r\n").encode()
+        return (head + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+    async def connect(self, count: int) -> None:
+        for _ in range(count):
+            self.idle.append(await asyncio.open_connection(self.host, self.port))
+
+    async def send(self, message: bytes) -> bytes:
+        """The body of the reply to ``message``; HttpError for any status but 200."""
+        connection = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+        reader, writer = connection
+        try:
+            async with asyncio.timeout(self.timeout):
+                writer.write(message)
+                head = await reader.readuntil(b"\r\n\r\n")
+                start = head.lower().index(b"\r\ncontent-length:") + 17
+                body = await reader.readexactly(int(head[start : head.index(b"\r\n", start)]))
+        except BaseException:
+            writer.close()
+            raise
+        self.idle.append(connection)
+        if head[9:12] != b"200":
+            raise HttpError(f"{head[9:12].decode()}: {body[:200]!r}")
+        return body
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
+async def _http_caller(spec: LoadSpec, stack: contextlib.AsyncExitStack) -> Callable[[int], Any]:
+    pool = _HttpPool(spec.target, spec.timeout)
+    stack.callback(pool.close)
+    await pool.connect(spec.concurrency)
+    if spec.kind == "health":
+        message = pool.message("GET", "/health")
+    else:
+        submit = pool.message("POST", "/jobs", json.dumps({"type": spec.job_type, "payload": spec.payload}).encode())
+        message = submit
+        if spec.kind == "rest_get":
+            job_id = json.loads(await pool.send(submit))["job_id"]
+            message = pool.message("GET", f"/jobs/{job_id}")
+    return lambda _jobs: pool.send(message)
 
 
 class _Driver:

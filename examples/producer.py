@@ -1,5 +1,7 @@
 """A producer: submits a few jobs with the client library, waits for them, and prints the outcome.
 
+Its payloads are the models of examples/jobs.py, the contract it shares with examples/handlers.py.
+
 Run it from the repository root against a running service whose executor loads the example handlers:
 
     python -m services.executor --handlers examples.handlers     # in one shell (with api + scheduler)
@@ -16,6 +18,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 
+from examples.jobs import Countdown, Flaky, WordCount, countdown, flaky, word_count
 from jobclient import Job, JobClient, JobClientError, JobSpec, JobStatus
 
 TEXTS = [
@@ -30,16 +33,15 @@ def produce(client: JobClient, run_id: str, timeout: float) -> list[Job]:
     # Several jobs in one call (one transaction). Keys derived from the run id make re-running this
     # function with the same run id safe: the jobs already submitted are returned, not duplicated.
     batch = client.submit_many(
-        JobSpec("examples.word_count", {"text": text}, idempotency_key=f"{run_id}-words-{i}")
-        for i, text in enumerate(TEXTS)
+        JobSpec(word_count, WordCount(text=text), idempotency_key=f"{run_id}-words-{i}") for i, text in enumerate(TEXTS)
     )
     # One job at a time, with options; no key given, so the client makes one up for its own retries.
-    countdown = client.submit("examples.countdown", {"from": 3, "interval": 0.05}, priority=2, timeout=30)
+    counting = client.submit(countdown, Countdown(start=3, interval=0.05), priority=2, timeout=30)
     # A job that fails once and is retried by the executor.
-    flaky = client.submit("examples.flaky", {"failures": 1}, max_attempts=3)
-    for job in [*batch, countdown, flaky]:
+    retried = client.submit(flaky, Flaky(failures=1), max_attempts=3)
+    for job in [*batch, counting, retried]:
         print(f"submitted job {job.job_id} ({job.type}){'' if job.created else ' (already there)'}")
-    return [client.wait(job.job_id, timeout=timeout) for job in [*batch, countdown, flaky]]
+    return [client.wait(job.job_id, timeout=timeout) for job in [*batch, counting, retried]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

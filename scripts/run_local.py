@@ -4,10 +4,14 @@
    with its data under ``.data/postgres`` (RUN_LOCAL_DATA_DIR or --data-dir to move it) and a ``jobs``
    database in it. The embedded server listens on a unix socket only, so it never collides with another
    PostgreSQL on the machine.
-2. ``alembic upgrade head`` on that database.
-3. ``python -m services.api``, ``services.scheduler`` and ``services.executor`` (--executors N of them) as
+2. The migrations (as ``jobservice migrate`` applies them) on that database.
+3. A development mail sink when SMTP_HOST is not set: an SMTP server (the ``aiosmtpd`` package) on a free
+   port of 127.0.0.1, which the executors' ``send_email`` uses. Each message it receives is printed as one
+   line (from, to, subject, size) and kept as an ``.eml`` file under ``.data/mail`` (RUN_LOCAL_MAIL_DIR or
+   --mail-dir to move it); nothing is delivered anywhere. With SMTP_HOST set, the executors use that server.
+4. ``python -m services.api``, ``services.scheduler`` and ``services.executor`` (--executors N of them) as
    child processes, their output interleaved on this terminal, one prefix per process.
-4. Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL after --stop-timeout) and the embedded
+5. Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL after --stop-timeout) and the embedded
    PostgreSQL, and exits 0. A child that exits on its own stops everything and exits 1.
 
 Every other setting reaches the children through the environment (LOG_LEVEL, LOG_FORMAT, GRPC_PORT,
@@ -17,6 +21,7 @@ HTTP_PORT, ...); only METRICS_PORT is set per child, because the scheduler and t
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import ctypes
 import logging
@@ -33,23 +38,39 @@ import urllib.request
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.parser import BytesHeaderParser
+from email.policy import default as default_email_policy
+from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from shared.settings import SettingsError, env_float, env_int
+from services.api.settings import ApiSettings
+from services.executor.settings import ExecutorSettings
+from services.scheduler.settings import SchedulerSettings
+from shared.settings import Settings, SettingsError, setting
 
 ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_DATA_DIR = ROOT / ".data" / "postgres"
-# The services' own defaults (services/*/settings.py; tests/test_run_local.py checks they agree).
-DEFAULT_GRPC_PORT = 50051
-DEFAULT_HTTP_PORT = 8000
-DEFAULT_EXECUTOR_METRICS_PORT = 8001
-DEFAULT_SCHEDULER_METRICS_PORT = 8002
-DEFAULT_EXECUTOR_SHUTDOWN_GRACE_SECONDS = 30.0
-DEFAULT_EXECUTORS = 1
+DEFAULT_MAIL_DIR = ROOT / ".data" / "mail"
+MAIL_SINK_HOST = "127.0.0.1"
+# The README's first example, the seed's own job; the banner shows it (tests/test_run_local.py runs it).
+SEND_EMAIL_EXAMPLE = (
+    '{"type": "send_email", "payload": {"to": "user@example.com", "subject": "Welcome!", '
+    '"body": "Thanks for signing up"}, "idempotency_key": "signup-email-user123"}'
+)
+# send_email settings that would not work against the sink (it has no TLS and no login).
+SMTP_SETTINGS_THE_SINK_REPLACES = (
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "SMTP_STARTTLS",
+    "SMTP_SSL",
+    "SMTP_USERNAME",
+    "SMTP_PASSWORD",
+)
 # On SIGTERM an executor lets running jobs finish for its grace period: wait that long and a bit more.
 STOP_TIMEOUT_MARGIN_SECONDS = 5.0
 EMBEDDED_DATABASE = "jobs"
@@ -133,75 +154,86 @@ class Ports:
         return [(name, port) for name, port in named if port]
 
 
-def default_stop_timeout() -> float:
-    grace = env_float("EXECUTOR_SHUTDOWN_GRACE_SECONDS", DEFAULT_EXECUTOR_SHUTDOWN_GRACE_SECONDS, 0, 86400)
-    return grace + STOP_TIMEOUT_MARGIN_SECONDS
+@dataclass(frozen=True)
+class RunLocalSettings(Settings):
+    """run_local's own settings; everything else reaches the processes through the environment."""
+
+    executors: int = setting("RUN_LOCAL_EXECUTORS", 1, "executors to start, 0 for none", minimum=0, maximum=64)
+    scheduler_metrics_port: int = setting(
+        "SCHEDULER_METRICS_PORT",
+        SchedulerSettings.metrics_port,
+        "the scheduler's METRICS_PORT; 0 for no metrics",
+        minimum=0,
+        maximum=65535,
+    )
+    executor_metrics_port: int = setting(
+        "EXECUTOR_METRICS_PORT",
+        ExecutorSettings.metrics_port,
+        "the first executor's METRICS_PORT (the others take the next free ports); 0 for no metrics",
+        minimum=0,
+        maximum=65535,
+    )
+    data_dir: str = setting(
+        "RUN_LOCAL_DATA_DIR",
+        str(DEFAULT_DATA_DIR),
+        "the embedded PostgreSQL's data, unused when DATABASE_URL is set",
+        shown_default=str(DEFAULT_DATA_DIR.relative_to(ROOT)),
+    )
+    mail_dir: str = setting(
+        "RUN_LOCAL_MAIL_DIR",
+        str(DEFAULT_MAIL_DIR),
+        "where the mail sink keeps each message as an .eml file; the sink runs only when SMTP_HOST is not set",
+        shown_default=str(DEFAULT_MAIL_DIR.relative_to(ROOT)),
+    )
+    stop_timeout: float | None = setting(
+        "RUN_LOCAL_STOP_TIMEOUT",
+        None,
+        "seconds the processes get to stop after SIGTERM before SIGKILL",
+        minimum=0.0,
+        maximum=3600.0,
+        shown_default=f"the executors' grace + {STOP_TIMEOUT_MARGIN_SECONDS:g}",
+        metavar="SECONDS",
+    )
+
+    def stop_seconds(self) -> float:
+        """The stop timeout: as set, or the executors' shutdown grace and a margin."""
+        if self.stop_timeout is not None:
+            return self.stop_timeout
+        grace: float = ExecutorSettings.read_one("shutdown_grace_seconds")
+        return grace + STOP_TIMEOUT_MARGIN_SECONDS
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> tuple[RunLocalSettings, argparse.Namespace]:
+    """run_local's settings (environment and flags) and the other flags; SettingsError names a bad one."""
     parser = argparse.ArgumentParser(
         prog="python -m scripts.run_local",
         description="Run api, scheduler and executors in the foreground (what `make run` does). "
         "Without DATABASE_URL an embedded PostgreSQL is started and stopped with them. "
         "Everything else is configured through the environment, which the processes inherit.",
     )
-    parser.add_argument(
-        "--executors",
-        type=int,
-        default=env_int("RUN_LOCAL_EXECUTORS", DEFAULT_EXECUTORS, minimum=0, maximum=64),
-        help="how many executor processes to start; 0 for none (env RUN_LOCAL_EXECUTORS, default 1)",
-    )
+    RunLocalSettings.add_flags(parser)
     parser.add_argument(
         "--no-scheduler",
         action="store_true",
         help="do not start the scheduler (scheduled jobs and expired leases are then left alone)",
     )
-    parser.add_argument(
-        "--scheduler-metrics-port",
-        type=int,
-        default=env_int("SCHEDULER_METRICS_PORT", DEFAULT_SCHEDULER_METRICS_PORT, 0, 65535),
-        help="METRICS_PORT given to the scheduler; 0 for no metrics (env SCHEDULER_METRICS_PORT, default 8002)",
-    )
-    parser.add_argument(
-        "--executor-metrics-port",
-        type=int,
-        default=env_int("EXECUTOR_METRICS_PORT", DEFAULT_EXECUTOR_METRICS_PORT, 0, 65535),
-        help="METRICS_PORT given to the first executor, the others get the next unused numbers; "
-        "0 for no metrics (env EXECUTOR_METRICS_PORT, default 8001)",
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("RUN_LOCAL_DATA_DIR") or DEFAULT_DATA_DIR),
-        help="data folder of the embedded PostgreSQL, unused when DATABASE_URL is set "
-        "(env RUN_LOCAL_DATA_DIR, default .data/postgres)",
-    )
-    parser.add_argument(
-        "--stop-timeout",
-        type=float,
-        default=env_float("RUN_LOCAL_STOP_TIMEOUT", default_stop_timeout(), 0, 3600),
-        help="seconds the processes get to stop after SIGTERM before SIGKILL (env RUN_LOCAL_STOP_TIMEOUT, "
-        "default: the executors' EXECUTOR_SHUTDOWN_GRACE_SECONDS + 5, so 35)",
-    )
     args = parser.parse_args(argv)
-    if not 0 <= args.executors <= 64:
-        parser.error("--executors must be between 0 and 64")
-    return args
+    return RunLocalSettings.from_args(args), args
 
 
-def resolve_ports(args: argparse.Namespace) -> Ports:
-    """The API's ports come from the same variables the API reads; metrics ports from run_local's flags."""
-    grpc = env_int("GRPC_PORT", DEFAULT_GRPC_PORT, 1, 65535)
-    http = env_int("HTTP_PORT", DEFAULT_HTTP_PORT, 1, 65535)
-    taken = {grpc, http, args.scheduler_metrics_port}
+def resolve_ports(settings: RunLocalSettings) -> Ports:
+    """The API's ports come from the variables the API reads; metrics ports from run_local's settings."""
+    grpc: int = ApiSettings.read_one("grpc_port")
+    http: int = ApiSettings.read_one("http_port")
+    taken = {grpc, http, settings.scheduler_metrics_port}
     executor_ports: list[int] = []
-    candidate = args.executor_metrics_port
-    for _ in range(args.executors):
+    candidate = settings.executor_metrics_port
+    for _ in range(settings.executors):
         while candidate and candidate in taken:
             candidate += 1
         executor_ports.append(candidate)
         taken.add(candidate)
-    return Ports(grpc, http, args.scheduler_metrics_port, tuple(executor_ports))
+    return Ports(grpc, http, settings.scheduler_metrics_port, tuple(executor_ports))
 
 
 def port_in_use(port: int) -> bool:
@@ -319,23 +351,102 @@ def create_database_if_missing(admin_url: str, name: str) -> None:
 
 
 def apply_migrations(database_url: str) -> None:
-    """``alembic upgrade head`` with the repository's alembic.ini, as `make migrate` does."""
-    from alembic import command
-    from alembic.config import Config
+    """The migrations shipped in the package, as `jobservice migrate` applies them."""
+    from shared.database import MigrationFailed
+    from shared.database import apply_migrations as upgrade
 
-    os.environ["DATABASE_URL"] = database_url
-    config = Config(str(ROOT / "alembic.ini"))
-    # Alembic's progress lines go through our prefixed output instead of alembic.ini's stderr handler.
-    config.attributes["configure_logger"] = False
+    # Alembic's progress lines go through our prefixed output.
     alembic_log = logging.getLogger("alembic")
     alembic_log.setLevel(logging.INFO)
     alembic_log.addHandler(PrefixedHandler("migrate"))
     try:
-        command.upgrade(config, "head")
-    except Exception as error:
-        cause = getattr(error, "orig", None) or error
-        detail = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
-        raise StartError(f"migrations failed: {type(cause).__name__}: {detail}") from error
+        upgrade(database_url)
+    except MigrationFailed as error:
+        raise StartError(f"migrations failed: {error}") from error
+
+
+# --- the development mail sink ------------------------------------------------------------------------
+
+
+def smtp_host_set() -> bool:
+    """True when the caller chose an SMTP server: then send_email uses it and no sink runs."""
+    return bool(os.environ.get("SMTP_HOST", "").strip())
+
+
+class MailSink:
+    """An SMTP server on a free local port that keeps every message as an .eml file and prints one line.
+
+    It runs its own asyncio loop in a daemon thread. A development convenience of `make run` only: the
+    executor itself has no such mode, so a production executor without a reachable SMTP server fails its
+    send_email jobs (naming the server it tried) rather than dropping mail.
+    """
+
+    def __init__(self, mail_dir: Path) -> None:
+        self.mail_dir = mail_dir.expanduser().resolve()
+        self.port = 0
+        self.received = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: asyncio.Server | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> int:
+        """Listen on a free port of 127.0.0.1; return the port."""
+        try:
+            from aiosmtpd.smtp import SMTP
+        except ImportError:
+            raise StartError(
+                "SMTP_HOST is not set and the aiosmtpd package (the development mail sink) is missing: "
+                "run `make install` (or pip install aiosmtpd), or set SMTP_HOST to a real SMTP server"
+            ) from None
+        self.mail_dir.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.new_event_loop()
+        # hostname given: aiosmtpd would otherwise ask DNS for this machine's name.
+        factory = partial(SMTP, self, hostname="localhost", enable_SMTPUTF8=True, loop=loop)
+        try:
+            self.server = loop.run_until_complete(loop.create_server(factory, MAIL_SINK_HOST, 0))
+        except OSError as error:
+            loop.close()
+            raise StartError(f"the mail sink cannot listen on {MAIL_SINK_HOST}: {error}") from error
+        self.loop = loop
+        self.port = int(self.server.sockets[0].getsockname()[1])
+        self.thread = threading.Thread(target=loop.run_forever, name="mail-sink", daemon=True)
+        self.thread.start()
+        log(f"mail sink on {MAIL_SINK_HOST}:{self.port}: send_email messages are kept in {self.mail_dir}")
+        return self.port
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        """aiosmtpd's hook for each message: keep it, print it, accept it."""
+        content: bytes = envelope.original_content or b""
+        self.received += 1
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+        path = self.mail_dir / f"{stamp}-{self.received}.eml"
+        try:
+            path.write_bytes(content)
+        except OSError as error:
+            OUTPUT.write_line("mail", f"cannot keep a message in {path}: {error}")
+            return "451 4.3.0 the sink cannot store the message"
+        subject = BytesHeaderParser(policy=default_email_policy).parsebytes(content).get("Subject", "")
+        recipients = ", ".join(envelope.rcpt_tos)
+        OUTPUT.write_line(
+            "mail",
+            f"from {envelope.mail_from} to {recipients} subject {str(subject)!r} ({len(content)} bytes): {path}",
+        )
+        return "250 OK: kept by the make run mail sink"
+
+    def executor_env(self) -> dict[str, str]:
+        """What the executors need to send through the sink."""
+        return {"SMTP_HOST": MAIL_SINK_HOST, "SMTP_PORT": str(self.port)}
+
+    def stop(self) -> None:
+        loop, server, thread = self.loop, self.server, self.thread
+        if loop is None or server is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        server.close()
+        loop.run_until_complete(server.wait_closed())
+        loop.close()
+        self.loop = None
 
 
 # --- child processes ----------------------------------------------------------------------------------
@@ -462,15 +573,23 @@ def stop_children(children: Sequence[Child], timeout: float, signals: Signals) -
             child.reader.join(timeout=2)
 
 
-def build_children(args: argparse.Namespace, ports: Ports, database_url: str) -> list[Child]:
+def build_children(
+    args: argparse.Namespace, ports: Ports, database_url: str, mail_sink: MailSink | None = None
+) -> list[Child]:
+    """The child processes; with a mail sink, the executors' send_email is pointed at it."""
     base = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
     children = [Child("api", "services.api", {**base, "GRPC_PORT": str(ports.grpc), "HTTP_PORT": str(ports.http)})]
     if not args.no_scheduler:
         env = {**base, "METRICS_PORT": str(ports.scheduler_metrics)}
         children.append(Child("scheduler", "services.scheduler", env))
+    executor_base = dict(base)
+    if mail_sink is not None:
+        for name in SMTP_SETTINGS_THE_SINK_REPLACES:
+            executor_base.pop(name, None)
+        executor_base.update(mail_sink.executor_env())
     for index, port in enumerate(ports.executor_metrics):
         name = "executor" if len(ports.executor_metrics) == 1 else f"executor-{index + 1}"
-        children.append(Child(name, "services.executor", {**base, "METRICS_PORT": str(port)}))
+        children.append(Child(name, "services.executor", {**executor_base, "METRICS_PORT": str(port)}))
     return children
 
 
@@ -490,7 +609,9 @@ def api_healthy(http_port: int) -> bool:
         return False
 
 
-def print_banner(ports: Ports, children: Sequence[Child], database: str, elapsed: float) -> None:
+def print_banner(
+    ports: Ports, children: Sequence[Child], database: str, elapsed: float, mail_sink: MailSink | None
+) -> None:
     rest = f"{api_scheme()}://localhost:{ports.http}"
     grpcurl_tls = "-plaintext" if api_scheme() == "http" else "-insecure"
     auth = ""
@@ -508,10 +629,15 @@ def print_banner(ports: Ports, children: Sequence[Child], database: str, elapsed
     ]
     if metrics:
         lines.append("  metrics  " + ", ".join(metrics))
+    if mail_sink is not None:
+        lines.append(
+            f"  mail     send_email delivers to the mail sink ({MAIL_SINK_HOST}:{mail_sink.port}), which keeps each "
+            f"message in {mail_sink.mail_dir}; set SMTP_HOST for a real server"
+        )
     lines += [
         "  try:",
         f"    curl -s{auth} -X POST {rest}/jobs -H 'Content-Type: application/json' \\",
-        """         -d '{"type": "echo", "payload": {"hello": "world"}, "idempotency_key": "hello-1"}'""",
+        f"         -d '{SEND_EMAIL_EXAMPLE}'",
         f"    curl -s{auth} {rest}/jobs/1",
         f"    curl -s{auth} '{rest}/jobs?status=COMPLETED'",
         f"    curl -s{auth} {rest}/admin/stats",
@@ -548,7 +674,14 @@ def describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
-def supervise(children: Sequence[Child], signals: Signals, ports: Ports, database: str, started: float) -> int:
+def supervise(
+    children: Sequence[Child],
+    signals: Signals,
+    ports: Ports,
+    database: str,
+    started: float,
+    mail_sink: MailSink | None = None,
+) -> int:
     """Wait for a stop signal or for a child to exit; print the banner once the API answers /health."""
     ready = False
     warned = False
@@ -562,7 +695,7 @@ def supervise(children: Sequence[Child], signals: Signals, ports: Ports, databas
             ready = api_healthy(ports.http)
             elapsed = time.monotonic() - started
             if ready:
-                print_banner(ports, children, database, elapsed)
+                print_banner(ports, children, database, elapsed, mail_sink)
             elif elapsed > READY_WARNING_SECONDS and not warned:
                 warned = True
                 log(f"the api does not answer {api_scheme()}://127.0.0.1:{ports.http}/health after {elapsed:.0f}s")
@@ -573,8 +706,9 @@ def supervise(children: Sequence[Child], signals: Signals, ports: Ports, databas
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
-        args = parse_args(argv)
-        ports = resolve_ports(args)
+        settings, args = parse_args(argv)
+        ports = resolve_ports(settings)
+        stop_timeout = settings.stop_seconds()
     except SettingsError as error:
         print(f"run_local: {error}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
@@ -591,6 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signals = Signals()
     signals.install()
     embedded: EmbeddedPostgres | None = None
+    mail_sink: MailSink | None = None
     children: list[Child] = []
     code = EXIT_CHILD_FAILED
     try:
@@ -598,16 +733,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if database_url:
             database = f"DATABASE_URL={redact(database_url)}"
         else:
-            embedded = EmbeddedPostgres(args.data_dir)
+            embedded = EmbeddedPostgres(Path(settings.data_dir))
             database_url = embedded.start()
             database = f"embedded PostgreSQL, DATABASE_URL={database_url}"
         if not signals.stop.is_set():
-            log("applying migrations (alembic upgrade head)")
+            log("applying migrations (jobservice migrate)")
             apply_migrations(database_url)
         if signals.stop.is_set():
             code = EXIT_OK
             return code
-        children = build_children(args, ports, database_url)
+        if settings.executors and not smtp_host_set():
+            mail_sink = MailSink(Path(settings.mail_dir))
+            mail_sink.start()
+            OUTPUT.register("mail")
+        children = build_children(args, ports, database_url, mail_sink)
         for child in children:
             OUTPUT.register(child.name)
         # Every fork happens before the first reader thread starts: preexec_fn is not thread-safe.
@@ -616,14 +755,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         for child in children:
             child.start_reader()
             log(f"started {child.name} (pid {child.pid}): {' '.join(child.argv[1:])}")
-        code = supervise(children, signals, ports, database, started)
+        code = supervise(children, signals, ports, database, started, mail_sink)
         return code
     except StartError as error:
         log(str(error))
         return code
     finally:
         if children:
-            stop_children(children, args.stop_timeout, signals)
+            stop_children(children, stop_timeout, signals)
+        if mail_sink is not None:
+            mail_sink.stop()
         if embedded is not None:
             embedded.stop(EMBEDDED_STOP_TIMEOUT_SECONDS)
         log("all stopped" if code == EXIT_OK else "stopped after a failure (see above)")

@@ -10,10 +10,15 @@ gRPC and HTTP codes (services/api/errors.py holds that one table).
     ├── ScheduleNotFound         no schedule with that name
     ├── ScheduleAlreadyExists    a schedule with that name exists already
     ├── DatabaseUnavailable      PostgreSQL cannot be reached right now; retry later
-    └── SchemaOutOfDate          the database schema is behind the code; run `make migrate`
+    ├── SchemaOutOfDate          the database schema is behind the code; run `jobservice migrate`
+    ├── Unauthenticated          no valid bearer token
+    ├── PermissionDenied         the token's role may not make this call; names the role needed
+    └── TooManyRequests          a rate limit refused the call; says when to try again
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "DatabaseUnavailable",
@@ -22,10 +27,13 @@ __all__ = [
     "InvalidArgument",
     "JobNotFound",
     "JobServiceError",
+    "PermissionDenied",
     "ScheduleAlreadyExists",
     "ScheduleNotFound",
     "SchemaOutOfDate",
+    "TooManyRequests",
     "TypeLimitsNotFound",
+    "Unauthenticated",
 ]
 
 
@@ -105,3 +113,29 @@ class DatabaseUnavailable(JobServiceError):
 
 class SchemaOutOfDate(JobServiceError):
     reason = "SCHEMA_OUT_OF_DATE"
+
+
+class Unauthenticated(JobServiceError):
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(JobServiceError):
+    """The caller is known, but its role may not make the call; ``needed`` names the role that may, and
+    ``caller`` is who was refused (for the api's change log)."""
+
+    reason = "PERMISSION_DENIED"
+
+    def __init__(self, message: str, needed: str | None, caller: Any = None) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.caller = caller
+
+
+class TooManyRequests(JobServiceError):
+    """A rate limit refused the call; ``retry_after_seconds`` says when one may succeed again."""
+
+    reason = "RATE_LIMITED"
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.errors import InvalidArgument
-from shared.jobs import TYPE_PATTERN
+from shared.jobs import check_type_name
 
 __all__ = [
     "DEFAULT_RATE_PERIOD_SECONDS",
@@ -47,10 +47,7 @@ class TypeLimits:
 
     def validate(self) -> None:
         """Raise InvalidArgument naming the first bad field."""
-        if not self.type:
-            raise InvalidArgument("type", "is required")
-        if not TYPE_PATTERN.fullmatch(self.type):
-            raise InvalidArgument("type", "must be 1-128 characters of a-z 0-9 _ . -")
+        check_type_name(self.type)
         for field in ("max_running", "max_running_per_key", "rate_limit"):
             value = getattr(self, field)
             if value is not None and not 1 <= value <= MAX_LIMIT:

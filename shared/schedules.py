@@ -25,8 +25,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
+from shared.egress import DEFAULT_POLICY, EgressPolicy
 from shared.errors import InvalidArgument
-from shared.jobs import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, TYPE_PATTERN, NewJob
+from shared.jobs import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, TYPE_PATTERN, NewJob, ValidatedJob
 
 __all__ = [
     "CRON_MAX_LENGTH",
@@ -148,6 +149,7 @@ class JobTemplate:
     callback_url: str | None = None
     concurrency_key: str | None = None
     unique_key: str | None = None
+    fairness_key: str | None = None
 
     def to_json(self) -> str:
         """The template as stored in job_schedules.job_template (jsonb)."""
@@ -159,8 +161,9 @@ class JobTemplate:
         known = {name: value[name] for name in cls.__dataclass_fields__ if name in value}
         return cls(**known)
 
-    def new_job(self, schedule_name: str, idempotency_key: str, occurrence: datetime) -> tuple[NewJob, str]:
-        """The job of one occurrence, with its payload encoded as submit_jobs wants it."""
+    def new_job(self, schedule_name: str, idempotency_key: str | None, occurrence: datetime | None) -> ValidatedJob:
+        """The job of one occurrence, with its payload encoded as submit_jobs wants it; without an
+        occurrence (TriggerSchedule) the job is due at once and has no idempotency key."""
         job = NewJob(
             type=self.type,
             payload=self.payload,
@@ -173,8 +176,9 @@ class JobTemplate:
             concurrency_key=self.concurrency_key,
             unique_key=self.unique_key,
             schedule_name=schedule_name,
+            fairness_key=self.fairness_key,
         )
-        return job, json.dumps(self.payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return ValidatedJob(job, json.dumps(self.payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,12 @@ class Schedule:
     created_at: datetime
     last_run_at: datetime | None = None
     last_job_id: int | None = None
+    # Set while paused (PauseSchedule): the schedule submits nothing.
+    paused_at: datetime | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
 
 
 @dataclass(frozen=True)
@@ -201,15 +211,20 @@ class NewSchedule:
     time_zone: str
     job: NewJob
 
-    def validate(self, max_payload_bytes: int, now: datetime) -> tuple[CronExpression, JobTemplate, datetime]:
+    def validate(
+        self, max_payload_bytes: int, now: datetime, egress: EgressPolicy = DEFAULT_POLICY
+    ) -> tuple[CronExpression, JobTemplate, datetime]:
         """Raise InvalidArgument naming the first bad field (``schedule.<field>``); else the parsed
-        expression, the job template and the first occurrence after ``now``."""
+        expression, the job template and the first occurrence after ``now``. ``egress`` judges the
+        job's callback_url (see NewJob.validate)."""
         try:
-            return self._validate(max_payload_bytes, now)
+            return self._validate(max_payload_bytes, now, egress)
         except InvalidArgument as exc:
             raise exc.within("schedule") from None
 
-    def _validate(self, max_payload_bytes: int, now: datetime) -> tuple[CronExpression, JobTemplate, datetime]:
+    def _validate(
+        self, max_payload_bytes: int, now: datetime, egress: EgressPolicy
+    ) -> tuple[CronExpression, JobTemplate, datetime]:
         if not self.name:
             raise InvalidArgument("name", "is required")
         if not TYPE_PATTERN.fullmatch(self.name):
@@ -231,7 +246,7 @@ class NewSchedule:
             if present:
                 raise InvalidArgument(f"job.{name}", f"is not allowed in a schedule's job: {why}")
         try:
-            job.validate(max_payload_bytes)
+            job.validate(max_payload_bytes, egress=egress)
         except InvalidArgument as exc:
             raise exc.within("job") from None
         template = JobTemplate(
@@ -243,5 +258,6 @@ class NewSchedule:
             callback_url=job.callback_url,
             concurrency_key=job.concurrency_key,
             unique_key=job.unique_key,
+            fairness_key=job.fairness_key,
         )
         return expression, template, first

@@ -6,13 +6,46 @@ Struct keeps every number as a double, so a payload's ``1`` comes back as ``1.0`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import struct_pb2
 
-__all__ = ["plain_numbers", "struct_to_dict"]
+__all__ = ["find_inexact_integer", "find_nul_character", "plain_numbers", "struct_to_dict"]
 
 _MAX_EXACT_INT = 2**53
+
+
+def find_inexact_integer(value: Any, path: str) -> str | None:
+    """The path (``payload.items[2].n``) of the first integer in ``value`` (JSON-like) that a Struct,
+    which keeps numbers as doubles, could not store exactly (beyond ±2**53); None when there is none."""
+    return _find(
+        value, path, lambda item: isinstance(item, int) and not isinstance(item, bool) and abs(item) > _MAX_EXACT_INT
+    )
+
+
+def find_nul_character(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) in ``value`` (JSON-like) holding a NUL character; None when
+    there is none. The six characters ``\\u0000`` written as text are not one."""
+    return _find(value, path, lambda item: isinstance(item, str) and "\x00" in item)
+
+
+def _find(value: Any, path: str, wrong: Callable[[Any], bool]) -> str | None:
+    if wrong(value):
+        return path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if wrong(key):
+                return path
+            found = _find(item, f"{path}.{key}", wrong)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _find(item, f"{path}[{index}]", wrong)
+            if found is not None:
+                return found
+    return None
 
 
 def plain_numbers(value: Any) -> Any:

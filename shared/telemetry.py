@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,8 +28,15 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from shared.settings import ProcessSettings
+
 __all__ = [
+    "JOB_TYPE_LABEL",
     "LOG_FIELDS",
+    "OTHER_LABEL_VALUE",
+    "SCHEDULE_LABEL",
+    "TRACEBACK_FIELD",
+    "LabelCap",
     "configure_logging",
     "configure_tracing",
     "context_from_carrier",
@@ -41,7 +49,37 @@ __all__ = [
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 # Context fields a log call may pass in ``extra``; both formatters show them.
-LOG_FIELDS = ("job_id", "type", "attempt", "trace_id", "worker", "count")
+LOG_FIELDS = ("job_id", "type", "attempt", "trace_id", "worker", "count", "role", "token_fingerprint")
+# An ``extra`` holding a traceback already formatted (a failed job attempt's, bounded): printed as an
+# exception is, under "exception" in JSON and on the lines after the message in text.
+TRACEBACK_FIELD = "traceback"
+
+OTHER_LABEL_VALUE = "_other"
+
+
+@dataclass
+class LabelCap:
+    """Label values that clients choose (job types, schedule names), bounded: the first ``cap`` distinct
+    values a process sees are labels of their own, and every later one is counted as ``_other``, so that
+    a client cannot grow the metrics without bound. Each process sets ``cap`` from
+    METRICS_MAX_LABEL_VALUES at start."""
+
+    cap: int
+    _seen: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        with self._lock:  # executors label from handler threads too
+            if len(self._seen) < self.cap:
+                self._seen.add(value)
+                return value
+        return OTHER_LABEL_VALUE
+
+
+JOB_TYPE_LABEL = LabelCap(ProcessSettings.metrics_max_label_values)
+SCHEDULE_LABEL = LabelCap(ProcessSettings.metrics_max_label_values)
 
 # How long shutdown_tracing waits for buffered spans to leave; an unreachable collector must not hold
 # up a process that was asked to stop (the exporter retries for up to OTEL_EXPORTER_OTLP_TIMEOUT).
@@ -66,6 +104,8 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = getattr(record, name)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif hasattr(record, TRACEBACK_FIELD):
+            entry["exception"] = getattr(record, TRACEBACK_FIELD)
         return json.dumps(entry, default=str)
 
 
@@ -76,7 +116,11 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields = " ".join(f"{name}={getattr(record, name)}" for name in LOG_FIELDS if hasattr(record, name))
-        return f"{line} [{fields}]" if fields else line
+        if fields:
+            line = f"{line} [{fields}]"
+        if hasattr(record, TRACEBACK_FIELD) and not record.exc_info:
+            line = f"{line}\n{getattr(record, TRACEBACK_FIELD).rstrip()}"
+        return line
 
 
 def _add_trace_id(record: logging.LogRecord) -> bool:

@@ -12,9 +12,10 @@ from sqlalchemy import Engine
 
 from shared.database.engine import create_database_engine
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
-from tests.support.api import TEST_TOKEN, ApiServer, make_certificate, running_api
+from tests.support.api import TEST_TOKEN, ApiServer, insecure_channel, make_certificate, running_api
 from tests.support.database import fresh_database, server_url, truncate_jobs
 from tests.support.executors import Executor
+from tests.support.gateway import release
 from tests.support.processes import FAST_WORKER_ENV, ServiceProcess, free_port
 
 
@@ -37,6 +38,7 @@ def db(database_url: str) -> str:
 def engine(db: str) -> Iterator[Engine]:
     engine = create_database_engine(db, "tests")
     yield engine
+    release(engine)
     engine.dispose()
 
 
@@ -64,9 +66,8 @@ def api(api_server: ApiServer, db: str) -> ApiServer:
 
 @pytest.fixture(scope="session")
 def grpc_channel(api_server: ApiServer) -> Iterator[grpc.Channel]:
-    channel = grpc.insecure_channel(f"127.0.0.1:{api_server.grpc_port}")
-    yield channel
-    channel.close()
+    with insecure_channel(api_server) as channel:
+        yield channel
 
 
 @pytest.fixture

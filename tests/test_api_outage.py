@@ -65,7 +65,7 @@ def test_api_waits_for_a_database_that_is_not_up_yet(tmp_path: Path) -> None:
             wait_until(lambda: "waiting for the database" in process.output(), 20, 0.1, "a waiting message")
             assert process.alive()
             pg.start()
-            process.wait_for_port(http_port, timeout=30)
+            process.wait_for_port(http_port)
             api = ApiServer(process, grpc_port, http_port)
             assert api.post("/jobs", {"type": "late-start"}).status == 200
     finally:

@@ -13,7 +13,7 @@ import grpc
 
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
-from tests.support.processes import ServiceProcess, free_port
+from tests.support.processes import ServiceProcess, free_port, wait_until
 
 PROCESSES = 2
 CHANNELS = 12
@@ -53,7 +53,8 @@ def test_several_api_processes_share_the_ports_and_sum_their_metrics(db: str, tm
         log = api.output()
         started = re.search(rf"started {PROCESSES} api processes \(pids (\d+), (\d+)\)", log)
         assert started is not None, log[-2000:]
-        assert log.count("serving gRPC on") == PROCESSES, log[-2000:]
+        # The port answers once the first process listens; the second may still be starting.
+        wait_until(lambda: api.output().count("serving gRPC on") == PROCESSES, 30, what="every process serving")
         # Each of them listens on both ports itself (SO_REUSEPORT), not one behind the other.
         for pid in map(int, started.groups()):
             assert _listening_ports(pid) >= {grpc_port, http_port}, pid

@@ -1,6 +1,6 @@
-"""A smoke run of ``python -m bench``: the drain scenario, tiny, end to end.
+"""Smoke runs of ``python -m bench``: the drain and the rest scenario, tiny, end to end.
 
-Only correctness is asserted (every submitted job completed); timings on a shared test machine mean
+Only correctness is asserted (every submitted job completed, every call answered); timings on a shared test machine mean
 nothing. The full suite is ``make bench`` (docs/benchmarks.md).
 """
 
@@ -55,3 +55,30 @@ def test_quick_drain_completes_every_job(tmp_path: Path) -> None:
         assert run["completed"] == jobs, run
         assert run["failed"] == 0, run
     assert drain["details"]["all_completed"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_quick_rest_round_answers_every_call(tmp_path: Path) -> None:
+    """The rest scenario's four calls and its fixed-rate run, tiny: every call answered, none failed."""
+    output = tmp_path / "bench.json"
+    completed = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench", "--quick", "--scenarios", "rest", "--unary-rate", "100"),
+            *("--server-url", server_url(), "--output", str(output)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "POST /jobs / SubmitJob" in completed.stdout
+
+    rest = json.loads(output.read_text())["scenarios"]["rest"]
+    assert rest["error"] is None
+    for kind in ("unary", "rest_submit", "rest_get", "health"):
+        (run,) = rest["details"][kind]
+        assert run["calls"] > 0 and run["errors"] == 0, (kind, run["error_samples"])
+    fixed = rest["details"]["fixed_rate"]
+    assert fixed["calls"] > 0 and fixed["errors"] == 0, fixed["error_samples"]

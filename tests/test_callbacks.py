@@ -26,15 +26,20 @@ import pytest
 
 from services.executor import JobContext, PermanentError
 from services.executor.__main__ import build_parser
-from services.executor.handlers import callback
+from services.executor.handlers import callback, http_request
 from services.executor.settings import CallbackSettings, ExecutorSettings
+from shared.egress import EgressPolicy
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from shared.settings import SettingsError
-from tests.support.api import ApiServer
+from tests.support.api import ApiServer, insecure_channel, refused_callback_urls, running_api
 from tests.support.processes import FAST_WORKER_ENV, ROOT, ServiceProcess, free_port, wait_until
 
 SECRET = "test-webhook-secret-0123456789abcdef"
+# The receiver runs on 127.0.0.1, which the egress policy refuses unless opened: the api (literal
+# callback_url at submit) and the executors (at delivery) open it on purpose. tests/test_egress.py proves
+# that without this nothing reaches it.
+ALLOW_RECEIVER = {"EGRESS_ALLOW_NETWORKS": "127.0.0.1/32"}
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,19 @@ class Receiver:
         self.server.server_close()
 
 
+@pytest.fixture(scope="module")
+def api_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """This module's api: like every test's, with the receiver's address opened."""
+    with running_api(database_url, tmp_path_factory.mktemp("callbacks-api"), ALLOW_RECEIVER) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def grpc_channel(api_server: ApiServer) -> Iterator[grpc.Channel]:
+    with insecure_channel(api_server) as channel:
+        yield channel
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     running = Receiver()
@@ -104,7 +122,7 @@ def receiver() -> Iterator[Receiver]:
 @contextmanager
 def workers(database_url: str, log_dir: Path, executors: int = 1, secret: str | None = SECRET) -> Iterator[list[Path]]:
     """A scheduler (it promotes retries) and executors, with the signing secret or without; their logs."""
-    env = {"DATABASE_URL": database_url, **FAST_WORKER_ENV}
+    env = {"DATABASE_URL": database_url, **FAST_WORKER_ENV, **ALLOW_RECEIVER}
     if secret is not None:
         env["CALLBACK_SIGNING_SECRET"] = secret
     processes = [ServiceProcess("services.scheduler", env, log_dir=log_dir).start()]
@@ -343,22 +361,10 @@ def test_bad_callback_urls_are_refused_naming_the_field_and_store_nothing(
         "http://example.com:99999/hook",
         "https://example.com/" + "a" * 2048,
     ]
-    for url in bad:
-        reply = api.post("/jobs", {"type": "echo", "callback_url": url})
-        assert reply.status == 400, url
-        assert reply.body["message"].startswith("callback_url: "), reply.body
-        assert reply.body["details"][-1]["fieldViolations"][0]["field"] == "callback_url"
-    with pytest.raises(grpc.RpcError) as caught:
-        stub.SubmitJobs(
-            pb.SubmitJobsRequest(
-                jobs=[
-                    pb.SubmitJobRequest(type="echo", callback_url="https://example.com/ok"),
-                    pb.SubmitJobRequest(type="echo", callback_url="mailto:ops@example.com"),
-                ]
-            )
-        )
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert (caught.value.details() or "").startswith("jobs[1].callback_url: ")
+    assert len(refused_callback_urls(api, stub, bad)) == len(bad)
+    assert refused_callback_urls(api, stub, ["mailto:ops@example.com"]) == [
+        "must be an absolute http:// or https:// URL"
+    ]
     # Deliveries are the service's own jobs: a client cannot have one signed for it.
     reply = api.post("/jobs", {"type": "jobs.callback", "payload": {"url": "https://example.com", "body": {}}})
     assert reply.status == 400 and reply.body["message"].startswith("type: ")
@@ -412,7 +418,11 @@ def test_a_job_stored_already_finished_is_delivered_and_a_pruned_delivery_is_unk
 
 
 def deliver(payload: dict[str, Any], job_id: int = 7) -> Any:
-    return asyncio.run(callback.deliver_callback(payload, JobContext(job_id, "jobs.callback", 1, 10, 30)))
+    http_request.configure(EgressPolicy.from_env(ALLOW_RECEIVER))
+    try:
+        return asyncio.run(callback.deliver_callback(payload, JobContext(job_id, "jobs.callback", 1, 10, 30)))
+    finally:
+        http_request.configure(EgressPolicy())
 
 
 def test_the_handler_signs_when_configured_and_fails_retryably_on_anything_but_2xx(receiver: Receiver) -> None:

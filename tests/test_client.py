@@ -5,6 +5,7 @@ job), shown through a proxy that loses the api's answer after the commit and thr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -19,18 +20,22 @@ from typing import Any
 import grpc
 import psycopg2
 import pytest
+from pydantic import BaseModel, Field
 
 from jobclient import (
     NO_RETRY,
     AlreadyExists,
     AsyncJobClient,
     DeadlineExceeded,
+    ExecutorInfo,
     FailedPrecondition,
     IdempotencyConflict,
     InvalidArgument,
     Job,
     JobClient,
     JobClientError,
+    JobDefinition,
+    JobFilter,
     JobSpec,
     JobStatus,
     NotFound,
@@ -151,6 +156,59 @@ def test_list_iterates_over_every_page_with_filters(client: JobClient) -> None:
     assert caught.value.field == "status" and caught.value.code is None  # refused before any call
 
 
+def test_search_filters_attempts_and_bulk_actions(client: JobClient) -> None:
+    keyed = [client.submit(IDLE, {"i": i}, concurrency_key="tenant-1").job_id for i in range(4)]
+    unique = client.submit(IDLE, unique_key="nightly").job_id
+    others = [client.submit("client.other", {"i": i}).job_id for i in range(3)]
+    fair = [client.submit("client.fair", {"i": i}, fairness_key="tenant-a").job_id for i in range(3)]
+    client.submit("client.fair", fairness_key="tenant-b")
+    assert [job.job_id for job in client.list(concurrency_key="tenant-1", page_size=3)] == keyed[::-1]
+    assert [job.job_id for job in client.list(fairness_key="tenant-a", page_size=2)] == fair[::-1]
+    assert [job.fairness_key for job in client.list(type="client.fair", fairness_key="tenant-b")] == ["tenant-b"]
+    with pytest.raises(InvalidArgument) as caught:
+        list(client.list(fairness_key="tenant\x00a"))
+    assert caught.value.field == "fairness_key" and caught.value.code == "INVALID_ARGUMENT"
+    assert [job.job_id for job in client.list(unique_key="nightly")] == [unique]
+    (first,) = client.list(idempotency_key=client.get(others[0]).idempotency_key)
+    assert first.job_id == others[0]
+    created = client.get(keyed[2]).created_at
+    assert created is not None
+    newest = [job.job_id for job in client.list(type=IDLE, created_after=created.replace(tzinfo=None))]
+    assert set(newest) >= {keyed[2], keyed[3], unique} and keyed[0] not in newest
+    assert list(client.list(created_before=created - timedelta(days=1))) == []
+
+    # Bulk: count first, then act; a repeat finds nothing left; an empty filter is refused before any call.
+    tenant = JobFilter(type=IDLE, concurrency_key="tenant-1", status="ready")
+    assert client.cancel_jobs(tenant, validate_only=True) == 4
+    assert client.cancel_jobs(tenant) == 4 and client.cancel_jobs(tenant) == 0
+    assert {client.get(job_id).status for job_id in keyed} == {JobStatus.CANCELLED}
+    assert client.get(unique).status is JobStatus.READY
+    assert client.retry_jobs(JobFilter(type=IDLE)) == 4
+    one_tenant = JobFilter(fairness_key="tenant-a")
+    assert client.cancel_jobs(one_tenant, validate_only=True) == 3
+    assert client.cancel_jobs(one_tenant) == 3
+    assert {job.status for job in client.list(type="client.fair")} == {JobStatus.CANCELLED, JobStatus.READY}
+    assert [job.job_id for job in client.list(status="cancelled", type="client.fair")] == fair[::-1]
+    with pytest.raises(InvalidArgument) as caught:
+        client.cancel_jobs(JobFilter())
+    assert caught.value.field == "filter" and caught.value.code is None
+    with pytest.raises(InvalidArgument) as caught:
+        client.retry_jobs(JobFilter(status=JobStatus.READY))
+    assert caught.value.field == "filter.status" and caught.value.code == "INVALID_ARGUMENT"
+
+    # Attempts: a job that failed once, then completed.
+    flaky = client.submit("fail", {"times": 1, "message": "first try fails"}, max_attempts=2)
+    assert client.wait(flaky.job_id, timeout=20).status is JobStatus.COMPLETED
+    failed, completed = client.attempts(flaky.job_id)
+    assert (failed.attempt, failed.outcome, completed.attempt, completed.outcome) == (1, "FAILED", 2, "COMPLETED")
+    assert failed.traceback is not None and ", in fail\n" in failed.traceback
+    assert failed.error_type is not None and failed.error_type.endswith("DeliberateFailure")
+    assert failed.duration is not None and failed.duration >= timedelta(0) and failed.executor_id
+    assert completed.to_dict()["outcome"] == "COMPLETED" and completed.traceback is None
+    with pytest.raises(NotFound):
+        client.attempts(987654321)
+
+
 def test_retry_of_a_failed_job_and_cancel_of_a_running_one(client: JobClient) -> None:
     failing = client.submit("fail", {"message": "boom"}, max_attempts=1)
     failed = client.wait(failing.job_id, timeout=20)
@@ -184,7 +242,7 @@ def test_stats(client: JobClient) -> None:
 
 
 def test_watch_yields_each_change_once_until_the_job_finishes(client: JobClient) -> None:
-    job = client.submit("examples.countdown", {"from": 4, "interval": 0.2})
+    job = client.submit("examples.countdown", {"start": 4, "interval": 0.2})
     updates = list(client.watch(job.job_id, timeout=30))
     statuses = [update.status for update in updates]
     assert statuses[-1] is JobStatus.COMPLETED and JobStatus.PROCESSING in statuses
@@ -234,8 +292,10 @@ def test_exceptions_carry_code_reason_and_field(client: JobClient) -> None:
     assert bad_attempts.value.field == "max_attempts"
 
     # Found before any call is made: no code.
-    with pytest.raises(InvalidArgument) as not_a_dict:
-        client.submit(IDLE, [1, 2])  # type: ignore[arg-type]
+    with pytest.raises(
+        InvalidArgument, match=r"must be a dict .*, a pydantic model or a dataclass, got list"
+    ) as not_a_dict:
+        client.submit(IDLE, [1, 2])
     assert (not_a_dict.value.field, not_a_dict.value.code) == ("payload", None)
     with pytest.raises(InvalidArgument) as unencodable:
         client.submit(IDLE, {"when": datetime.now()})
@@ -267,6 +327,50 @@ def test_retry_backoff_grows_with_jitter_up_to_the_cap() -> None:
         assert len(set(delays)) > 100  # jittered
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
+
+
+def test_payloads_may_be_models_or_dataclasses_and_types_declared_with_them(client: JobClient, api: ApiServer) -> None:
+    """The producer's side of typed handlers: a model or a dataclass goes out as its JSON (by its aliases);
+    a JobDefinition's payload type is checked before any call. examples/producer.py uses both."""
+
+    class Address(BaseModel):
+        street: str
+        zip_code: str = Field(alias="zip")
+
+    class Signup(BaseModel):
+        email: str
+        at: datetime
+        address: Address
+
+    @dataclasses.dataclass
+    class Ping:
+        host: str
+        count: int = 1
+
+    signup = Signup(email="a@example.com", at=datetime(2030, 1, 2, tzinfo=timezone.utc),
+                    address=Address(street="Main St", zip="12345"))  # fmt: skip
+    job = client.submit("echo", signup)
+    expected = {
+        "email": "a@example.com",
+        "at": "2030-01-02T00:00:00Z",
+        "address": {"street": "Main St", "zip": "12345"},
+    }
+    assert job.payload == expected
+    assert client.wait(job.job_id, timeout=20).result == expected
+
+    pinging = JobDefinition("echo", Ping)
+    [many] = client.submit_many([JobSpec(pinging, Ping("db"))])
+    assert many.type == "echo" and many.payload == {"host": "db", "count": 1}
+    assert client.submit(pinging, {"host": "as a dict"}).payload == {"host": "as a dict"}
+    with pytest.raises(InvalidArgument, match=r"payload: job type 'echo' takes a Ping, got Signup") as caught:
+        client.submit(pinging, signup)
+    assert caught.value.field == "payload"
+
+    async def scenario() -> Job:
+        async with AsyncJobClient(f"127.0.0.1:{api.grpc_port}") as async_client:
+            return await async_client.submit(pinging, Ping("cache", 3))
+
+    assert asyncio.run(scenario()).payload == {"host": "cache", "count": 3}
 
 
 # -- asyncio -------------------------------------------------------------------------------------------------
@@ -304,6 +408,16 @@ def test_async_client_does_every_call(api: ApiServer, workers: None, db: str) ->
             assert (caught.value.field, caught.value.reason) == ("priority", "INVALID_ARGUMENT")
             with pytest.raises(IdempotencyConflict):
                 await client.submit(IDLE, {"other": True}, idempotency_key=batch[2].idempotency_key)
+
+            # Search, attempts and the bulk actions.
+            listed = [j.job_id async for j in client.list(idempotency_key=batch[1].idempotency_key)]
+            assert listed == [batch[1].job_id]
+            attempts = await client.attempts(failing.job_id)
+            assert [a.outcome for a in attempts] == ["FAILED", "FAILED"] and "async boom" in str(attempts[1].traceback)
+            idle = JobFilter(type=IDLE, status=JobStatus.READY)
+            assert await client.cancel_jobs(idle, validate_only=True) == 3
+            assert await client.cancel_jobs(idle) == 3
+            assert await client.retry_jobs(JobFilter(type=IDLE, status=JobStatus.CANCELLED)) == 3
 
     asyncio.run(scenario())
     assert rows(db) == 5
@@ -612,21 +726,23 @@ def test_dependencies_unique_keys_and_callbacks_through_the_client(client: JobCl
         [
             JobSpec("echo", {"step": "extract"}),
             JobSpec("echo", {"step": "transform"}, depends_on_index=[0]),
-            # The receiver does not exist: the delivery keeps failing, which is all this test needs to see.
-            JobSpec("echo", {"step": "load"}, depends_on_index=[1], callback_url="http://127.0.0.1:9/hooks"),
+            # The receiver does not exist (.invalid never resolves, RFC 6761): the delivery keeps failing, and
+            # is retried, which is all this test needs to see.
+            JobSpec("echo", {"step": "load"}, depends_on_index=[1], callback_url="http://hooks.invalid/jobs"),
         ]
     )
     assert transform.depends_on == (extract.job_id,) and load.depends_on == (transform.job_id,)
     assert load.status is JobStatus.WAITING and load.pending_dependencies == 1
     assert load.callback is not None and load.callback.state == "WAITING"
-    assert load.callback.url == "http://127.0.0.1:9/hooks"
+    assert load.callback.url == "http://hooks.invalid/jobs"
     done = client.wait(load.job_id, timeout=20)
     assert done.status is JobStatus.COMPLETED and done.pending_dependencies == 0
     assert extract.job_id in [j.job_id for j in client.list(status="COMPLETED")]
-    wait_until(lambda: getattr(client.get(load.job_id).callback, "attempts", 0) >= 1, timeout=20)
+    # attempts counts from the lease, last_error from the failed attempt's outcome: wait for the outcome.
+    wait_until(lambda: getattr(client.get(load.job_id).callback, "last_error", None) is not None, timeout=20)
     callback = client.get(load.job_id).callback
     assert callback is not None and callback.state == "SENDING" and callback.delivery_job_id
-    assert callback.last_error  # connection refused, retried with backoff
+    assert callback.last_error  # the name does not resolve: retried with backoff
     assert client.get(callback.delivery_job_id).type == "jobs.callback"
 
     first = client.submit(IDLE, {"n": 1}, unique_key="sync-42")
@@ -643,3 +759,51 @@ def test_dependencies_unique_keys_and_callbacks_through_the_client(client: JobCl
     with pytest.raises(InvalidArgument) as missing:
         client.submit(IDLE, depends_on=[10**12])
     assert missing.value.field == "depends_on[0]"
+
+
+def test_operator_calls_round_trip_sync_and_async(client: JobClient, api: ApiServer, workers: None) -> None:
+    paused = client.pause_type("ops.report")
+    assert paused.type == "ops.report" and paused.paused and paused.paused_at is not None and paused.counts == {}
+    client.submit("ops.report", {"n": 1})
+    client.set_limits("ops.report", max_running=2)
+    (listed,) = [item for item in client.list_types(page_size=1) if item.type == "ops.report"]
+    assert listed.counts == {"READY": 1} and listed.limits is not None and listed.limits.max_running == 2
+    assert not client.resume_type("ops.report").paused
+    with pytest.raises(InvalidArgument) as bad:
+        client.pause_type("Bad Type")
+    assert bad.value.field == "type"
+
+    def workers_executor() -> ExecutorInfo | None:
+        return next((e for e in client.list_executors() if e.concurrency == 8 and "echo" in e.types), None)
+
+    wait_until(lambda: workers_executor() is not None, 30, what="the workers fixture's executor to register")
+    executor = workers_executor()
+    assert executor is not None and executor.last_seen_at is not None and executor.host
+
+    client.create_schedule("ops-yearly", "0 0 1 1 *", {"type": IDLE, "payload": {"v": 1}})
+    assert client.pause_schedule("ops-yearly").paused
+    job = client.trigger_schedule("ops-yearly")
+    assert job.schedule == "ops-yearly" and job.payload == {"v": 1} and job.status is JobStatus.READY
+    assert client.get_schedule("ops-yearly").last_job_id == job.job_id
+    updated = client.update_schedule("ops-yearly", cron="@daily", job={"type": IDLE, "payload": {"v": 2}})
+    assert updated.cron == "@daily" and updated.job.payload == {"v": 2} and updated.paused
+    assert not client.resume_schedule("ops-yearly").paused
+    with pytest.raises(InvalidArgument) as nothing:
+        client.update_schedule("ops-yearly")
+    assert nothing.value.field == "update_mask"
+    with pytest.raises(NotFound):
+        client.trigger_schedule("no-such-schedule")
+
+    async def scenario() -> None:
+        async with AsyncJobClient(f"127.0.0.1:{api.grpc_port}") as aio:
+            assert (await aio.pause_type("ops.async")).paused
+            assert "ops.async" in [item.type async for item in aio.list_types()]
+            assert not (await aio.resume_type("ops.async")).paused
+            assert executor.pid in [item.pid for item in await aio.list_executors()]
+            assert (await aio.pause_schedule("ops-yearly")).paused
+            assert (await aio.trigger_schedule("ops-yearly")).schedule == "ops-yearly"
+            assert (await aio.update_schedule("ops-yearly", time_zone="Europe/Paris")).time_zone == "Europe/Paris"
+            assert not (await aio.resume_schedule("ops-yearly")).paused
+            assert [s.name for s in await aio.list_schedules()] == ["ops-yearly"]
+
+    asyncio.run(scenario())

@@ -7,7 +7,6 @@ one of those from the files alone; `docker compose config` validates the schema 
 
 from __future__ import annotations
 
-import ast
 import fnmatch
 import json
 import re
@@ -23,13 +22,15 @@ from typing import Any
 import pytest
 import yaml
 
-from services.api.settings import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT
+from services.api.settings import ApiSettings
+from tests.support.promql import defined_metrics, exposed_series, promql_metric_names
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 APP_SERVICES = ("migrate", "api", "scheduler", "executor")
 DATABASE_URL = "postgresql://postgres:postgres@db:5432/jobs"
+DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT = ApiSettings.grpc_port, ApiSettings.http_port
 
 
 @pytest.fixture(scope="module")
@@ -160,12 +161,11 @@ def test_db_is_postgres_15_with_a_volume_and_a_pg_isready_healthcheck(
     assert all(name in (compose.get("volumes") or {}) for name in volumes if not name.startswith((".", "/")))
 
 
-def test_migrate_runs_alembic_once_the_database_is_healthy(services: dict[str, dict[str, Any]]) -> None:
+def test_migrate_runs_once_the_database_is_healthy(services: dict[str, dict[str, Any]]) -> None:
     migrate = services["migrate"]
-    assert command_words(migrate["command"]) == ["alembic", "upgrade", "head"]
+    assert command_words(migrate["command"]) == ["jobservice", "migrate"]
     assert migrate["depends_on"]["db"]["condition"] == "service_healthy"
     assert str(migrate.get("restart", "no")) == "no", "a one-off migration must not be restarted"
-    assert (ROOT / "alembic.ini").is_file() and (ROOT / "migrations" / "env.py").is_file()
 
 
 @pytest.mark.parametrize("name", ["api", "scheduler", "executor"])
@@ -178,18 +178,14 @@ def test_every_process_uses_the_compose_database(services: dict[str, dict[str, A
     assert environment(services[name]).get("DATABASE_URL") == DATABASE_URL
 
 
-def test_every_python_module_a_command_names_exists(services: dict[str, dict[str, Any]]) -> None:
+def test_every_jobservice_command_names_a_subcommand_that_exists(services: dict[str, dict[str, Any]]) -> None:
+    from services.cli import PROCESSES
+
     commands = {name: command_words(service.get("command")) for name, service in services.items()}
     commands["Dockerfile CMD"] = last_cmd()
-    checked = 0
-    for name, words in commands.items():
-        for index in range(1, len(words) - 1):
-            if words[index] == "-m" and words[index - 1].startswith("python"):
-                module = words[index + 1]
-                path = ROOT / Path(*module.split(".")) / "__main__.py"
-                assert path.is_file(), f"{name} runs `python -m {module}` but {path.relative_to(ROOT)} is missing"
-                checked += 1
-    assert checked >= 4, "expected api, scheduler, executor and the Dockerfile's CMD to run python -m"
+    used = {name: words[1] for name, words in commands.items() if words[:1] == ["jobservice"]}
+    assert set(used.values()) == {"migrate", *PROCESSES}, used
+    assert set(used) >= {"migrate", *PROCESSES, "Dockerfile CMD"}, used
 
 
 def test_the_executor_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
@@ -210,6 +206,19 @@ def test_the_api_publishes_the_ports_it_listens_on(services: dict[str, dict[str,
     assert {(str(grpc), str(grpc)), (str(http), str(http))} <= ports
     assert f":{http}/health" in " ".join(command_words(api["healthcheck"]["test"]))
     assert "BIND_HOST" not in env or env["BIND_HOST"] == "0.0.0.0", "the api must listen beyond the container"
+
+
+def test_an_api_without_tokens_is_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    """The container's api listens beyond loopback, which without tokens must be asked for; this
+    development stack asks, and publishes its ports on the host's loopback alone."""
+    from services.api.settings import ApiSettings
+
+    api = services["api"]
+    env = {name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value) for name, value in environment(api).items()}
+    settings = ApiSettings.from_env(env)  # as the api reads it with nothing set in the shell
+    assert settings.bind_host == "0.0.0.0"
+    assert not settings.api_tokens and settings.allow_unauthenticated
+    assert all(str(entry).startswith("127.0.0.1:") for entry in api["ports"])
 
 
 @pytest.mark.parametrize("name", ["scheduler", "executor"])
@@ -249,7 +258,7 @@ def test_the_image_runs_the_api_as_a_non_root_user() -> None:
     assert users and users[-1] not in {"root", "0"}
     exposed = {port for keyword, args in instructions if keyword == "EXPOSE" for port in args.split()}
     assert exposed >= {"50051", "8000", "8001", "8002"}
-    assert last_cmd() == ["python", "-m", "services.api"]
+    assert last_cmd() == ["jobservice", "api"]
 
 
 def test_the_package_builds_from_what_the_dockerfile_copies(tmp_path: Path) -> None:
@@ -279,6 +288,15 @@ def test_the_package_builds_from_what_the_dockerfile_copies(tmp_path: Path) -> N
         assert f"services/{module}/__main__.py" in names, f"the image would lack services.{module}"
     sql = [name for name in names if name.startswith("shared/database/sql/") and name.endswith(".sql")]
     assert sql, "the image would lack the SQL files of shared/database/sql"
+    # /docs of an installed api has its descriptions: the OpenAPI document travels with the code.
+    document = json.loads(zipfile.ZipFile(wheel).read("shared/proto/jobs/v1/openapi.json"))
+    assert document["paths"]["/jobs"]["get"]["description"], "the image's /docs would lack descriptions"
+    migrations = "shared/database/migrations/"
+    assert {f"{migrations}env.py", f"{migrations}script.py.mako"} <= names, "the image could not migrate"
+    assert {name for name in names if name.startswith(f"{migrations}versions/0001_")}, "the image has no migrations"
+    assert not [name for name in names if name.startswith("jobclient/")], "the client is a distribution of its own"
+    (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    assert "jobservice = services.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 # --- the compose CLI, when there is one ------------------------------------------------------------------
@@ -309,10 +327,7 @@ def test_docker_compose_config_accepts_the_file() -> None:
 
 DEPLOY = ROOT / "deploy"
 OBSERVABILITY_SERVICES = ("prometheus", "grafana", "otel-collector", "jaeger")
-METRICS_MODULES = [ROOT / "services" / name / "metrics.py" for name in ("api", "executor", "scheduler")]
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "jobservice.json"
-# PromQL words that are not metric names.
-PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless"}
 
 
 def bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
@@ -337,57 +352,6 @@ def container_path(service: dict[str, Any], host_relative: str) -> str:
         if wanted == host or host in wanted.parents:
             return str(Path(target) / wanted.relative_to(host))
     raise AssertionError(f"{host_relative} is not mounted into the container")
-
-
-def defined_metrics() -> dict[str, str]:
-    """Metric family name -> type, for every metric the services' metrics modules define (read, not imported:
-    the three modules cannot share one process's registry, some names being the same)."""
-    kinds = {"Counter": "counter", "Gauge": "gauge", "Histogram": "histogram", "Summary": "summary"}
-    found: dict[str, str] = {}
-    for path in METRICS_MODULES:
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in kinds and node.args:
-                first = node.args[0]
-                if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                    found[first.value.removesuffix("_total")] = kinds[node.func.id]
-            # Collectors that export gauges under names listed in a module-level dict (QUEUE_DEPTH_GAUGES).
-            if (
-                isinstance(node, ast.Assign)
-                and isinstance(node.value, ast.Dict)
-                and any(isinstance(t, ast.Name) and t.id.endswith("_GAUGES") for t in node.targets)
-            ):
-                for key in node.value.keys:
-                    assert isinstance(key, ast.Constant) and isinstance(key.value, str)
-                    found[key.value] = "gauge"
-    return found
-
-
-def exposed_series(metrics: dict[str, str]) -> set[str]:
-    """The series names Prometheus stores for those metrics (counters get _total, histograms _bucket...)."""
-    suffixes = {
-        "counter": ("_total",),
-        "gauge": ("",),
-        "histogram": ("_bucket", "_sum", "_count"),
-        "summary": ("_sum", "_count", ""),
-    }
-    return {name + suffix for name, kind in metrics.items() for suffix in suffixes[kind]}
-
-
-def promql_metric_names(expression: str) -> set[str]:
-    """The metric names a PromQL expression reads: identifiers that are not functions, keywords or labels."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expression)  # strings
-    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)  # label lists
-    names = set()
-    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
-        following = text[match.end() :].lstrip()
-        word = match.group()
-        if following.startswith("(") or word in PROMQL_KEYWORDS or text[max(0, match.start() - 1)] == "$":
-            continue
-        names.add(word)
-    return names
 
 
 def dashboard_expressions() -> list[str]:
@@ -501,7 +465,7 @@ def test_the_dashboard_reads_only_metrics_the_services_define() -> None:
         names = promql_metric_names(expression)
         assert names, f"no metric in {expression!r}"
         unknown = names - series
-        assert not unknown, f"{expression!r} reads {unknown}, which no services/*/metrics.py defines"
+        assert not unknown, f"{expression!r} reads {unknown}, which no metrics.py of services/ or shared/ defines"
         used |= names
     # What an operator must see at a glance: throughput, latency, queue depth, failures, staleness, leader.
     must_show = {

@@ -6,21 +6,25 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import tomllib
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf.descriptor_pb2 import FileDescriptorProto, FileDescriptorSet
+from grpc_tools import protoc
 from openapi_spec_validator import validate
 
-from services.api.console import CONTENT_TYPES, STATIC_DIR
-from services.api.openapi import openapi_document, parse_proto_comments
+from services.api.console import CONTENT_TYPES, OPENAPI_DOCUMENT, STATIC_DIR
+from services.api.openapi import openapi_document, source_comments
 from services.api.rest import routes_for_service
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from tests.support.api import ApiServer
 from tests.support.processes import ServiceProcess, free_port
 
+ROOT = Path(__file__).resolve().parents[1]
 SERVICE = pb.DESCRIPTOR.services_by_name["JobService"]
 TOKEN = "console-test-token-0123456789"
 # XML namespace names are identifiers, never fetched: the only http:// strings an asset may contain.
@@ -158,7 +162,19 @@ def test_openapi_has_every_annotated_route_with_its_method(document: dict[str, A
         in_path = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
         assert in_path == route.path_fields
     listing = document["paths"]["/jobs"]["get"]
-    assert [p["name"] for p in listing["parameters"]] == ["status", "type", "page_size", "page_token"]
+    assert [p["name"] for p in listing["parameters"]] == [
+        "status",
+        "type",
+        "page_size",
+        "page_token",
+        "idempotency_key",
+        "unique_key",
+        "concurrency_key",
+        "schedule",
+        "created_after",
+        "created_before",
+        "fairness_key",
+    ]
     assert "requestBody" not in listing
     watch = document["paths"]["/jobs/{job_id}:watch"]["get"]["responses"]["200"]["content"]
     assert list(watch) == ["application/x-ndjson"]
@@ -216,18 +232,36 @@ def test_openapi_schemas_follow_the_message_descriptors(document: dict[str, Any]
     assert schemas["jobs.v1.SubmitJobRequest"]["properties"]["priority"]["description"].startswith("1 (highest)")
 
 
-def test_openapi_without_proto_comments_has_the_same_structure() -> None:
-    with_comments = openapi_document(SERVICE)
-    without = openapi_document(SERVICE, comments={})
+def compiled(source: str, directory: Path) -> FileDescriptorProto:
+    """``source`` compiled by protoc with its source info (comments included), as make proto compiles."""
+    (directory / "demo.proto").write_text(source)
+    descriptors = directory / "demo.binpb"
+    well_known = Path(protoc.__file__).parent / "_proto"
+    arguments = [f"-I{directory}", f"-I{ROOT / 'proto'}", f"-I{well_known}", "--include_source_info"]
+    assert protoc.main(["protoc", *arguments, f"--descriptor_set_out={descriptors}", "demo.proto"]) == 0
+    (file,) = FileDescriptorSet.FromString(descriptors.read_bytes()).file
+    return file
+
+
+def test_the_served_document_is_the_generated_file_with_the_protos_comments(document: dict[str, Any]) -> None:
+    assert document == json.loads(OPENAPI_DOCUMENT.read_text())
+    assert document["info"]["version"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert "newest first" in document["paths"]["/jobs"]["get"]["description"]
+
+
+def test_openapi_without_proto_comments_has_the_same_structure(document: dict[str, Any]) -> None:
+    without = openapi_document(SERVICE, comments={}, version="1")
     validate(without)
-    assert without["paths"].keys() == with_comments["paths"].keys()
-    assert without["components"]["schemas"].keys() == with_comments["components"]["schemas"].keys()
+    assert without["paths"].keys() == document["paths"].keys()
+    assert without["components"]["schemas"].keys() == document["components"]["schemas"].keys()
 
 
-def test_proto_comment_parser() -> None:
+def test_comments_come_from_protocs_source_info(tmp_path: Path) -> None:
     source = """
 syntax = "proto3";
 package demo.v1;
+
+import "google/api/annotations.proto";
 
 // The service.
 service Things {
@@ -237,8 +271,13 @@ service Things {
     option (google.api.http) = {get: "/things/{id}"};  // braces in strings are not scopes
   }
   // Lists.
-  rpc List(ListRequest) returns (ListResponse);
+  //
+  // - one item
+  // - another
+  rpc List(GetRequest) returns (Thing);
 }
+
+message GetRequest { int64 id = 1; }
 
 // Detached comment.
 
@@ -257,18 +296,31 @@ message Thing {
   }
   map<string, int64> counts = 3 [deprecated = true];
   // Nested.
-  message Inner { string x = 1; }
+  message Inner {
+    // Deep.
+    string x = 1;
+  }
+}
+
+// Top-level.
+enum Colour {
+  COLOUR_UNSPECIFIED = 0;
+  // Red.
+  RED = 1;
 }
 """
-    assert parse_proto_comments(source) == {
+    assert source_comments(compiled(source, tmp_path)) == {
         "demo.v1.Things": "The service.",
         "demo.v1.Things.Get": "Gets a thing. Second line.",
-        "demo.v1.Things.List": "Lists.",
+        "demo.v1.Things.List": "Lists.\n\n- one item\n\n- another",
         "demo.v1.Thing.State": "Where it is.",
         "demo.v1.Thing.READY": "Ready.",
         "demo.v1.Thing.id": "Its id.",
         "demo.v1.Thing.name": "A name.",
         "demo.v1.Thing.Inner": "Nested.",
+        "demo.v1.Thing.Inner.x": "Deep.",
+        "demo.v1.Colour": "Top-level.",
+        "demo.v1.RED": "Red.",
     }
 
 

@@ -42,6 +42,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 README_SCREENSHOT = ROOT / "docs" / "console.png"
 TOKEN = "console-browser-token-0123456789"
+READ_TOKEN = "console-read-only-token-0123456789"
 FAST = {
     "EXECUTOR_LEASE_SECONDS": "5",
     "EXECUTOR_HEARTBEAT_INTERVAL_SECONDS": "1",
@@ -139,7 +140,11 @@ class Stack:
             ServiceProcess("services.scheduler", env, log_dir=log_dir).start(),
             ServiceProcess("services.executor", env, ["--concurrency", "4"], log_dir=log_dir).start(),
         ]
-        self.processes[0].wait_for_port(http_port).wait_for_port(grpc_port)
+        try:
+            self.processes[0].wait_for_port(http_port).wait_for_port(grpc_port)
+        except BaseException:
+            self.close()  # a slow start must not leave the three processes running
+            raise
         self.api = ApiServer(self.processes[0], grpc_port, http_port)
 
     def close(self) -> None:
@@ -219,6 +224,8 @@ def test_operator_flow_submit_watch_cancel_filter_page(browser: Browser, stack: 
     assert scheduled["scheduled_at"].startswith("2099-06-01T")
     page.get_by_role("link", name="Jobs", exact=True).click()
     row = page.locator(f"tr.job-row[data-job-id='{scheduled_id}']")
+    # The list is fetched after the navigation: under a loaded CI machine that took over the default 10 s.
+    expect(row.get_by_role("button", name="Cancel")).to_be_visible(timeout=30_000)
     row.get_by_role("button", name="Cancel").click()
     expect(row).to_have_attribute("data-status", "CANCELLED")
 
@@ -278,6 +285,79 @@ def test_operator_flow_submit_watch_cancel_filter_page(browser: Browser, stack: 
     )
     failure_row.get_by_role("button", name="Retry").click()
     expect(page.locator("#notice")).to_contain_text(f"Job #{failed.body['job_id']} re-queued")
+    problems.assert_none()
+    page.close()
+
+
+def test_attempts_view_new_filters_and_bulk_actions(browser: Browser, stack: Stack) -> None:
+    api = stack.api
+    page = new_page(browser)
+    problems = Problems(page)
+
+    # A job that fails twice, then completes: its page lists the three attempts, tracebacks collapsed.
+    flaky = api.post("/jobs", {"type": "fail", "payload": {"times": 2, "message": "upstream 502"}, "max_attempts": 3})
+    assert flaky.status == 200, flaky.body
+    job_id = flaky.body["job_id"]
+    wait_until(lambda: api.get(f"/jobs/{job_id}").body["status"] == "COMPLETED", 30, 0.1, "the flaky job")
+    page.goto(f"{api.base_url}/ui#/jobs/{job_id}")
+    rows = page.locator("#attempts-table tr.attempt-row")
+    expect(rows).to_have_count(3)
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.outcome)") == ["FAILED", "FAILED", "COMPLETED"]
+    executor = api.get(f"/jobs/{job_id}/attempts").body["attempts"][0]["executor_id"]
+    expect(rows.first.locator("code.executor")).to_have_text(executor)
+    expect(rows.first.locator("td.duration")).to_have_text(re.compile(r"^\d+(\.\d+)? (ms|s)$"))
+    expect(rows.first.locator("td.error")).to_have_text("DeliberateFailure: upstream 502")
+    traceback = page.locator("tr.traceback-row[data-attempt='1'] details.traceback")
+    expect(traceback).not_to_have_attribute("open", "")
+    expect(traceback.locator("pre")).to_be_hidden()
+    traceback.locator("summary").click()
+    expect(traceback.locator("pre")).to_be_visible()
+    expect(traceback.locator("pre")).to_contain_text(", in fail")
+    expect(page.locator("tr.traceback-row")).to_have_count(2)  # the completed attempt has none
+    screenshot(page, "job-attempts")
+
+    # Jobs no executor takes: five for one tenant, two for another.
+    tenant = [api.post("/jobs", {"type": PARKED_TYPE, "concurrency_key": "tenant-1"}).body["job_id"] for _ in range(5)]
+    others = [api.post("/jobs", {"type": PARKED_TYPE, "concurrency_key": "tenant-2"}).body["job_id"] for _ in range(2)]
+    page.get_by_role("link", name="Jobs", exact=True).click()
+    expect(page.locator("#bulk-cancel")).to_be_disabled()  # no filter: every job would be selected
+    expect(page.locator("#more-filters")).not_to_have_attribute("open", "")
+    page.locator("#more-filters summary").click()
+    page.locator("#filter-concurrency-key").fill("tenant-1")
+    page.locator("#filter-concurrency-key").press("Enter")
+    table_rows = page.locator("#jobs-table tbody tr.job-row")
+    expect(table_rows).to_have_count(5)
+    assert sorted(table_rows.evaluate_all("rows => rows.map(r => Number(r.dataset.jobId))")) == tenant
+    assert "concurrency_key=tenant-1" in page.url
+
+    # Cancel all matching: the confirmation shows the count; keeping them changes nothing.
+    page.locator("#bulk-cancel").click()
+    dialog = page.locator("#bulk-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#bulk-text")).to_have_text("Cancel 5 jobs matching concurrency key tenant-1?")
+    page.locator("#bulk-no").click()
+    expect(dialog).to_be_hidden()
+    assert {api.get(f"/jobs/{i}").body["status"] for i in tenant} == {"READY"}
+    page.locator("#bulk-cancel").click()
+    page.locator("#bulk-yes").click()
+    expect(page.locator("#notice")).to_contain_text("5 jobs cancelled.")
+    expect(table_rows.first).to_have_attribute("data-status", "CANCELLED")
+    assert {api.get(f"/jobs/{i}").body["status"] for i in tenant} == {"CANCELLED"}
+    assert {api.get(f"/jobs/{i}").body["status"] for i in others} == {"READY"}
+
+    # Retry all matching, with the status filter too.
+    page.locator("#filter-status").select_option("CANCELLED")
+    expect(page.locator("#bulk-cancel")).to_be_disabled()  # cancel does not apply to CANCELLED jobs
+    page.locator("#bulk-retry").click()
+    expect(page.locator("#bulk-text")).to_have_text(
+        "Retry 5 jobs matching status CANCELLED and concurrency key tenant-1?"
+    )
+    screenshot(page, "bulk-retry-confirmation")
+    page.locator("#bulk-yes").click()
+    expect(page.locator("#notice")).to_contain_text("5 jobs re-queued.")
+    expect(page.locator("#jobs-table td.empty")).to_have_text("No jobs match these filters.")
+    assert {api.get(f"/jobs/{i}").body["status"] for i in tenant} == {"READY"}
+    assert {api.get(f"/jobs/{i}").body["status"] for i in others} == {"READY"}
     problems.assert_none()
     page.close()
 
@@ -351,7 +431,7 @@ def test_with_tokens_the_console_asks_for_one(browser: Browser, guarded_api: Api
     assert created.status == 200
     page = new_page(browser)
     # Until a good token is given, the calls the console makes are refused.
-    problems = Problems(page, expected=((401, r"GET /admin/stats|GET /jobs.*"),))
+    problems = Problems(page, expected=((401, r"GET /admin/stats|GET /jobs.*|GET /caller"),))
     page.goto(guarded_api.base_url + "/ui")
     dialog = page.locator("#token-dialog")
     expect(dialog).to_be_visible()
@@ -364,11 +444,149 @@ def test_with_tokens_the_console_asks_for_one(browser: Browser, guarded_api: Api
     page.locator("#token-save").click()
     expect(dialog).to_be_hidden()
     expect(page.locator(".card[data-status='READY'] .card-value")).to_have_text("1")
-    expect(page.locator("#token-button")).to_have_text("Token: set")
+    expect(page.locator("#token-button")).to_have_text("Token: admin")
     screenshot(page, "token-accepted")
     # Kept for the tab (sessionStorage), so a reload does not ask again.
     page.reload()
     expect(page.locator(".card[data-status='READY'] .card-value")).to_have_text("1")
     expect(dialog).to_be_hidden()
+    problems.assert_none()
+    page.close()
+
+
+def test_a_read_token_sees_only_what_its_role_may_do(browser: Browser, db: str, tmp_path: Path) -> None:
+    grpc_port, http_port = free_port(), free_port()
+    env = {
+        "DATABASE_URL": db,
+        "GRPC_PORT": str(grpc_port),
+        "HTTP_PORT": str(http_port),
+        "API_TOKENS": f"read={READ_TOKEN},{TOKEN}",
+    }
+    with ServiceProcess("services.api", env, log_dir=tmp_path).start() as process:
+        process.wait_for_port(http_port).wait_for_port(grpc_port)
+        api = ApiServer(process, grpc_port, http_port)
+        admin = {"Authorization": f"Bearer {TOKEN}"}
+        ready = api.post("/jobs", {"type": PARKED_TYPE}, headers=admin).body["job_id"]
+        cancelled = api.post("/jobs", {"type": PARKED_TYPE}, headers=admin).body["job_id"]
+        assert api.post(f"/jobs/{cancelled}:cancel", {}, headers=admin).status == 200
+
+        page = new_page(browser)
+        problems = Problems(page, expected=((401, r"GET /admin/stats|GET /jobs.*|GET /caller"),))
+        page.goto(api.base_url + "/ui#/jobs")
+        page.locator("#token-input").fill(READ_TOKEN)
+        page.locator("#token-save").click()
+        expect(page.locator("#token-button")).to_have_text("Token: read")
+        expect(page.get_by_role("link", name="Submit", exact=True)).to_be_hidden()
+        expect(page.locator("tbody tr")).to_have_count(2)
+        expect(page.locator("td.row-actions button")).to_have_count(0)
+        page.goto(api.base_url + f"/ui#/jobs/{ready}")
+        expect(page.locator("h1")).to_contain_text(f"#{ready}")
+        expect(page.locator("#cancel-job")).to_have_count(0)
+        expect(page.get_by_role("link", name="Submit a copy")).to_have_count(0)
+        page.goto(api.base_url + "/ui#/submit")
+        expect(page.locator("#submit-not-permitted")).to_contain_text("role read may not submit")
+        screenshot(page, "read-only")
+        # The operator pages show the types, but no button that changes them.
+        page.goto(api.base_url + "/ui#/types")
+        expect(page.locator(f"tr.type-row[data-type='{PARKED_TYPE}']")).to_have_count(1)
+        expect(page.locator("tr.type-row td.row-actions button")).to_have_count(0)
+        expect(page.locator("#pause-type-form")).to_have_count(0)
+
+        # The same pages with an admin token offer every action.
+        page.goto(api.base_url + "/ui#/jobs")
+        page.locator("#token-button").click()
+        page.locator("#token-input").fill(TOKEN)
+        page.locator("#token-save").click()
+        expect(page.locator("#token-button")).to_have_text("Token: admin")
+        expect(page.get_by_role("link", name="Submit", exact=True)).to_be_visible()
+        expect(page.locator("td.row-actions button")).to_have_count(2)  # Cancel one, Retry the other
+        page.goto(api.base_url + "/ui#/types")
+        expect(page.locator("tr.type-row td.row-actions button")).to_have_count(2)  # Pause, Limits…
+        problems.assert_none()
+        page.close()
+
+
+def confirm(page: Page, question: str) -> None:
+    """Every change in the console asks first: check the question, then confirm."""
+    expect(page.locator("#confirm-dialog")).to_contain_text(question)
+    page.locator("#confirm-yes").click()
+    expect(page.locator("#confirm-dialog")).to_have_count(0)
+
+
+def test_operator_pages_types_executors_and_schedules(browser: Browser, stack: Stack) -> None:
+    api = stack.api
+    page = new_page(browser)
+    problems = Problems(page, expected=((400, r"PUT /limits/echo"), (400, r"PATCH /schedules/ops-nightly")))
+    first = api.post("/jobs", {"type": "echo", "payload": {"n": 1}}).body
+    wait_until(lambda: api.get(f"/jobs/{first['job_id']}").body["status"] == "COMPLETED", 20, 0.1, "COMPLETED")
+
+    # Types: pause echo (a change that was not confirmed changes nothing), then resume it.
+    page.goto(api.base_url + "/ui#/types")
+    row = page.locator("tr.type-row[data-type='echo']")
+    expect(row.locator("td[data-count='COMPLETED']")).to_have_text("1")
+    row.get_by_role("button", name="Pause").click()
+    expect(page.locator("#confirm-dialog")).to_contain_text("Pause job type echo?")
+    page.locator("#confirm-no").click()
+    assert api.get("/types").body["types"][0]["paused"] is False
+    row.get_by_role("button", name="Pause").click()
+    confirm(page, "Pause job type echo?")
+    expect(row).to_have_attribute("data-paused", "true")
+    expect(page.locator("#notice")).to_contain_text("Job type echo paused.")
+    held = api.post("/jobs", {"type": "echo", "payload": {"n": 2}}).body
+    expect(row.locator("td[data-count='READY']")).to_have_text("1", timeout=15_000)
+    assert api.get(f"/jobs/{held['job_id']}").body["status"] == "READY"
+    screenshot(page, "types-paused")
+    row.get_by_role("button", name="Resume").click()
+    confirm(page, "Resume job type echo?")
+    expect(row).to_have_attribute("data-paused", "false")
+    wait_until(lambda: api.get(f"/jobs/{held['job_id']}").body["status"] == "COMPLETED", 20, 0.1, "the held job")
+
+    # Limits: the API's refusal shows on the field; a good value is saved after confirming.
+    row.get_by_role("button", name="Limits…").click()
+    page.locator("#limits-dialog-max-running").fill("0")
+    page.locator("#limits-dialog-save").click()
+    confirm(page, "Change the limits of echo?")
+    expect(page.locator("#limits-dialog-max-running-error")).to_contain_text("between 1 and")
+    page.locator("#limits-dialog-max-running").fill("3")
+    page.locator("#limits-dialog-save").click()
+    confirm(page, "Change the limits of echo?")
+    expect(page.locator("#limits-dialog")).to_have_count(0)
+    expect(row.locator("td.limits")).to_have_text("3 running")
+    assert api.get("/limits").body["limits"][0]["max_running"] == 3
+
+    # Executors: the stack's one executor, with its pid.
+    page.get_by_role("link", name="Executors").click()
+    executor_pid = stack.processes[2].pid
+    expect(page.locator(f"tr.executor-row[data-pid='{executor_pid}']")).to_have_count(1)
+    expect(page.locator("#executors-summary")).to_contain_text("slots busy")
+    screenshot(page, "executors")
+
+    # Schedules: trigger now, pause, and edit (a bad cron is refused on its field).
+    body = {"name": "ops-nightly", "cron": "0 3 * * *", "job": {"type": "echo", "payload": {"from": "schedule"}}}
+    assert api.post("/schedules", body).status == 200
+    page.get_by_role("link", name="Schedules").click()
+    schedule = page.locator("tr.schedule-row[data-name='ops-nightly']")
+    schedule.get_by_role("button", name="Trigger now").click()
+    confirm(page, "Run schedule ops-nightly now?")
+    expect(page.locator("#notice")).to_contain_text("Schedule ops-nightly triggered: job #")
+    last_job_id = api.get("/schedules/ops-nightly").body["last_job_id"]
+    expect(schedule.locator("td.last-run")).to_contain_text(f"#{last_job_id}")
+    assert api.get(f"/jobs/{last_job_id}").body["schedule"] == "ops-nightly"
+    schedule.get_by_role("button", name="Pause").click()
+    confirm(page, "Pause schedule ops-nightly?")
+    expect(schedule).to_have_attribute("data-paused", "true")
+    schedule.get_by_role("button", name="Edit…").click()
+    page.locator("#schedule-dialog-cron").fill("61 * * * *")
+    page.locator("#schedule-dialog-save").click()
+    confirm(page, "Change cron of ops-nightly?")
+    expect(page.locator("#schedule-dialog-cron-error")).not_to_be_empty()
+    page.locator("#schedule-dialog-cron").fill("0 4 * * *")
+    page.locator("#schedule-dialog-save").click()
+    confirm(page, "Change cron of ops-nightly?")
+    expect(page.locator("#schedule-dialog")).to_have_count(0)
+    expect(schedule.locator("code")).to_have_text("0 4 * * *")
+    shown = api.get("/schedules/ops-nightly").body
+    assert shown["cron"] == "0 4 * * *" and shown["paused"] is True and shown["job"]["payload"] == {"from": "schedule"}
+    screenshot(page, "schedules")
     problems.assert_none()
     page.close()

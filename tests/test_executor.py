@@ -12,10 +12,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.database.jobs import JobStore
 from shared.jobs import FINISHED_STATUSES, JobStatus
 from tests.support.database import fresh_database, server_url
 from tests.support.executors import TEST_HANDLERS, Executor, get_jobs, submit, wait_for_jobs
+from tests.support.gateway import gateway
 from tests.support.job_rows import execute
 from tests.support.processes import ServiceProcess, wait_until
 
@@ -52,9 +52,10 @@ def test_jobs_start_in_priority_order_then_submit_order(engine, start_executor):
     assert [job.job_id for job in started] == expected
 
 
-def test_poll_only_mode_runs_jobs_without_listen(engine, start_executor):
-    executor = start_executor("--poll-only", "--poll-interval", "0.1")
-    assert "poll only" in executor.output()
+def test_behind_a_transaction_pooler_it_polls_without_listen(engine, start_executor):
+    executor = start_executor("--poll-interval", "0.1", env={"DATABASE_POOLER": "transaction"})
+    assert "poll only (DATABASE_POOLER=transaction)" in executor.output()
+    assert "database: DATABASE_POOLER=transaction" in executor.output()
     ids = submit(engine, "echo", {"x": 1}, count=3)
     jobs = wait_for_jobs(engine, ids, timeout=5)
     assert {job.status for job in jobs.values()} == {JobStatus.COMPLETED}
@@ -88,7 +89,7 @@ def test_failures_retry_with_growing_delays_then_fail_and_retry_job_brings_it_ba
     wait_until(lambda: executor.metric("jobs_retried_total", job_type="fail") == 2, 5)
     assert executor.metric("jobs_failed_total", job_type="fail") == 1
 
-    JobStore(engine).retry_job(job_id)
+    gateway(engine).retry_job(job_id)
     job = wait_for_jobs(engine, [job_id], {JobStatus.PENDING})[job_id]
     assert job.attempts == 1
 
@@ -141,7 +142,7 @@ def test_cancelling_a_running_job_ends_it_cancelled(engine, start_executor, job_
     executor = start_executor()
     [job_id] = submit(engine, job_type, {"seconds": 60})
     wait_for_jobs(engine, [job_id], {JobStatus.PROCESSING})
-    JobStore(engine).cancel_job(job_id)
+    gateway(engine).cancel_job(job_id)
     requested = time.monotonic()
     job = wait_for_jobs(engine, [job_id], timeout=5)[job_id]
     assert time.monotonic() - requested < 2
@@ -267,6 +268,9 @@ def test_types_restricts_the_jobs_an_executor_leases(engine, start_executor):
     time.sleep(0.5)  # a few polls
     jobs = get_jobs(engine, [sleep_id, unknown_id])
     assert {job.status for job in jobs.values()} == {JobStatus.READY}
+    # What the "no executor serves a type with READY jobs" alert reads: echo only.
+    served = {key for key, value in executor.metrics().items() if key.startswith("worker_up_by_type") and value == 1}
+    assert served == {'worker_up_by_type{job_type="echo"}'}
 
 
 def test_an_executor_without_handler_modules_leaves_their_types_alone(engine, start_executor):
@@ -336,7 +340,7 @@ def test_bad_settings_fail_at_start_naming_the_variable(db):
     for env, args, expected in [
         ({"EXECUTOR_CONCURRENCY": "many"}, [], "EXECUTOR_CONCURRENCY='many' is not a whole number"),
         ({}, ["--concurrency", "0"], "--concurrency: EXECUTOR_CONCURRENCY=0 is below the minimum 1"),
-        ({"EXECUTOR_POLL_ONLY": "maybe"}, [], "EXECUTOR_POLL_ONLY='maybe' is not a boolean"),
+        ({"DATABASE_POOLER": "maybe"}, [], "DATABASE_POOLER='maybe' must be one of none, session, transaction"),
         ({"EXECUTOR_LEASE_SECONDS": "5", "EXECUTOR_HEARTBEAT_INTERVAL_SECONDS": "5"}, [], "must be below"),
         ({"EXECUTOR_HANDLERS": "no_such_module_xyz"}, [], "cannot import handler module 'no_such_module_xyz'"),
         ({"EXECUTOR_TYPES": "nothing.registered"}, [], "no job type to run"),
@@ -357,7 +361,7 @@ def test_a_database_behind_the_code_stops_the_executor_with_a_hint():
         code = process.wait_stopped(20)
         process.stop()
     assert code == 2
-    assert "make migrate" in process.output()
+    assert "jobservice migrate" in process.output()
 
 
 def test_help_describes_the_flags():
@@ -366,7 +370,7 @@ def test_help_describes_the_flags():
     assert process.process.wait(20) == 0
     process.stop()
     output = process.output()
-    for flag in ("--concurrency", "--types", "--handlers", "--poll-only", "--shutdown-grace", "--metrics-port"):
+    for flag in ("--concurrency", "--types", "--handlers", "--database-pooler", "--shutdown-grace", "--metrics-port"):
         assert flag in output
     assert "EXECUTOR_CONCURRENCY" in output and "RETRY_BACKOFF_BASE_SECONDS" in output
 
@@ -383,4 +387,5 @@ def test_list_handlers_shows_built_ins_and_loaded_modules():
     assert lines["sleep"].startswith("async\t")
     assert lines["send_email"].startswith("thread\t")
     assert lines["http_request"].startswith("async\t")
-    assert lines["tests.record"] == "async\ttests.handlers_for_tests.record"
+    assert lines["tests.record"] == "async\ttests.handlers_for_tests.record\tdict"
+    assert lines["tests.typed"] == "thread\ttests.handlers_for_tests.typed\ttests.handlers_for_tests.Invoice"

@@ -44,8 +44,12 @@ def test_a_database_restart_mid_run_loses_nothing(private_pg, start_executor, tm
             env={"RECORD_DIR": str(records), "EXECUTOR_POLL_INTERVAL_SECONDS": "5"},
         )
         ids = submit(engine, "tests.record", {"seconds": 1}, count=JOBS)
-        # The first 50 are done, the next 50 are running.
-        wait_until(lambda: executions(records) >= 50, 20, what="the run to get going")
+        # The first 50 are done, the next 50 are running (leased: under load the lease can trail the 50th).
+        wait_until(
+            lambda: executions(records) >= 50 and executor.metric("jobs_running") > 0,
+            20,
+            what="the run to get going",
+        )
 
         private_pg.stop()
         before = executions(records)

@@ -12,9 +12,17 @@ import time
 
 import pytest
 
-from services.executor.__main__ import build_parser, resolve_types, settings_from
+from services.executor.__main__ import build_parser, resolve_types
 from services.executor.context import JobContext
-from services.executor.outcomes import BackoffPolicy, InvalidResult, clean_message, encode_result
+from services.executor.outcomes import (
+    MAX_TRACEBACK_BYTES,
+    BackoffPolicy,
+    InvalidResult,
+    clean_message,
+    encode_result,
+    error_type,
+    format_traceback,
+)
 from services.executor.registry import (
     HandlerRegistry,
     Mode,
@@ -22,7 +30,7 @@ from services.executor.registry import (
     load_entry_points,
     load_handler_modules,
 )
-from services.executor.settings import DEFAULT_CONCURRENCY, ExecutorSettings
+from services.executor.settings import ExecutorSettings
 from shared.settings import SettingsError
 
 # -- settings ------------------------------------------------------------------------------------------
@@ -35,7 +43,7 @@ def test_defaults_and_environment():
             "EXECUTOR_CONCURRENCY": "64",
             "EXECUTOR_TYPES": "send_email, http_request,send_email",
             "EXECUTOR_HANDLERS": "a.b,c",
-            "EXECUTOR_POLL_ONLY": "yes",
+            "DATABASE_POOLER": "Transaction",
             "RETRY_BACKOFF_BASE_SECONDS": "2",
             "RETRY_BACKOFF_CAP_SECONDS": "60",
             "METRICS_PORT": "0",
@@ -46,7 +54,8 @@ def test_defaults_and_environment():
     assert settings.max_abandoned_threads == 64  # follows the concurrency unless set
     assert settings.types == ("send_email", "http_request")
     assert settings.handler_modules == ("a.b", "c")
-    assert settings.poll_only is True
+    assert settings.database_pooler == "transaction"
+    assert settings.listens is False
     assert (settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds) == (2.0, 60.0)
     assert settings.metrics_port == 0
     assert settings.log_format == "json"
@@ -78,18 +87,13 @@ def test_bad_values_name_their_variable(env, message):
 
 def test_flags_override_the_environment_and_are_named_when_bad():
     parser = build_parser()
-    args = parser.parse_args(["--concurrency", "3", "--types", "echo", "--poll-only", "--metrics-port", "0"])
-    settings = settings_from(args, {"EXECUTOR_CONCURRENCY": "50", "EXECUTOR_TYPES": "sleep"})
-    assert (settings.concurrency, settings.types, settings.poll_only, settings.metrics_port) == (
-        3,
-        ("echo",),
-        True,
-        0,
-    )
-    assert settings_from(parser.parse_args([]), {"EXECUTOR_CONCURRENCY": "50"}).concurrency == 50
-    assert settings_from(parser.parse_args([]), {}).concurrency == DEFAULT_CONCURRENCY
+    args = parser.parse_args(["--concurrency", "3", "--types", "echo", "--database-pooler", "transaction"])
+    settings = ExecutorSettings.from_args(args, {"EXECUTOR_CONCURRENCY": "50", "EXECUTOR_TYPES": "sleep"})
+    assert (settings.concurrency, settings.types, settings.listens) == (3, ("echo",), False)
+    assert ExecutorSettings.from_args(parser.parse_args([]), {"EXECUTOR_CONCURRENCY": "50"}).concurrency == 50
+    assert ExecutorSettings.from_args(parser.parse_args([]), {}).concurrency == ExecutorSettings.concurrency == 100
     with pytest.raises(SettingsError, match=r"^--shutdown-grace: EXECUTOR_SHUTDOWN_GRACE_SECONDS"):
-        settings_from(parser.parse_args(["--shutdown-grace", "-1"]), {})
+        ExecutorSettings.from_args(parser.parse_args(["--shutdown-grace", "-1"]), {})
 
 
 # -- backoff and results -------------------------------------------------------------------------------
@@ -133,6 +137,59 @@ def test_error_messages_are_bounded_and_storable():
 
 
 # -- the registry --------------------------------------------------------------------------------------
+
+
+def _raise_at_depth(depth: int, message: str) -> None:
+    if depth:
+        _and_again(depth - 1, message)  # two functions by turns: Python prints every frame, none folded
+    raise ValueError(message)
+
+
+def _and_again(depth: int, message: str) -> None:
+    _raise_at_depth(depth, message)
+
+
+def _raised(function, *args):
+    try:
+        function(*args)
+    except Exception as error:
+        return error
+    raise AssertionError("did not raise")
+
+
+def test_tracebacks_are_bounded_keeping_the_innermost_frames():
+    short = format_traceback(_raised(_raise_at_depth, 2, "near"))
+    assert short.startswith("Traceback (most recent call last):") and short.count(", in _raise_at_depth") == 3
+    assert short.count(", in _and_again") == 2
+    assert short.endswith("ValueError: near\n") and error_type(_raised(_raise_at_depth, 0, "x")) == "ValueError"
+
+    deep = format_traceback(_raised(_raise_at_depth, 300, "the innermost" + "\x00" + "message"))
+    assert len(deep.encode()) <= MAX_TRACEBACK_BYTES
+    assert deep.startswith("... (") and "outer lines of the traceback omitted" in deep.splitlines()[0]
+    assert deep.endswith("ValueError: the innermost\\0message\n")  # NUL replaced: PostgreSQL text refuses it
+    assert ", in _raised" not in deep and ", in _raise_at_depth" in deep.splitlines()[-3]  # the outermost went
+
+    huge = format_traceback(_raised(_raise_at_depth, 0, "x" * 100_000))
+    assert len(huge.encode()) <= MAX_TRACEBACK_BYTES and "... (truncated)" in huge
+
+
+def test_a_traceback_starts_at_the_handler_and_keeps_its_causes():
+    def handler():
+        try:
+            {}["missing"]
+        except KeyError as error:
+            raise RuntimeError("lookup failed") from error
+
+    def plumbing():
+        handler()
+
+    error = _raised(plumbing)
+    text = format_traceback(error, skip_files={__file__})
+    # Every leading frame in this file is plumbing here, up to the last one: the raising frame stays.
+    assert ", in plumbing" not in text and ", in handler" in text
+    assert "KeyError: 'missing'" in text and "The above exception was the direct cause" in text
+    assert text.rstrip().endswith("RuntimeError: lookup failed")
+    assert "missing" not in format_traceback(error).split("RuntimeError")[-1].replace("lookup failed", "")
 
 
 def test_registry_tells_sync_from_async_and_refuses_duplicates():

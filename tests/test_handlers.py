@@ -21,6 +21,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from services.executor import JobContext, PermanentError
 from services.executor.handlers import basic, http_request, send_email
+from shared.egress import EgressPolicy
 from shared.jobs import JobStatus
 from tests.support.executors import submit, wait_for_jobs
 from tests.support.processes import free_port
@@ -174,6 +175,15 @@ def test_send_email_logs_in_when_a_username_is_set(smtp_env, monkeypatch):
         ({"to": "a@example.test", "subject": "two\r\nBcc: evil@example.test"}, "payload.subject must be one line"),
         ({"to": "a@example.test", "body": 7}, "payload.body must be a string"),
         ({"to": "a@example.test", "cc": "x@y\nz"}, "payload.cc"),
+        # Characters Python's email package reads as line breaks (it raised ValueError, which was retried).
+        ({"to": "a@example.test", "subject": "one\u2028two"}, "payload.subject must be one line"),
+        ({"to": "a@example.test", "subject": "one\x85two"}, "payload.subject must be one line"),
+        ({"to": "a@example.test", "subject": "one\x0btwo"}, "payload.subject must be one line"),
+        ({"to": "a@example.test", "subject": "one\x00two"}, "payload.subject must be one line"),
+        ({"to": "a\u2028b@example.test"}, "payload.to must be an email address"),
+        ({"to": "a@example.test", "cc": ["b\x85@example.test"]}, "payload.cc must be an email address"),
+        ({"to": "a@example.test", "bcc": "b@exam\x0bple.test"}, "payload.bcc must be an email address"),
+        ({"to": "a@example.test", "reply_to": "r@\u2029example.test"}, "payload.reply_to must be an email address"),
     ],
 )
 def test_send_email_refuses_bad_payloads_without_retrying(smtp_env, payload, field):
@@ -183,7 +193,7 @@ def test_send_email_refuses_bad_payloads_without_retrying(smtp_env, payload, fie
 
 
 def test_send_email_retries_temporary_refusals_and_fails_permanent_ones(smtp_env):
-    with pytest.raises(PermanentError, match="550"):
+    with pytest.raises(PermanentError, match=r"SMTP server 127\.0\.0\.1:\d+ refused every recipient: .*550"):
         run(send_email.send_email, {"to": "refuse5@example.test"})
     with pytest.raises(RuntimeError, match="450") as retryable:
         run(send_email.send_email, {"to": "refuse4@example.test"})
@@ -194,14 +204,34 @@ def test_send_email_retries_temporary_refusals_and_fails_permanent_ones(smtp_env
     assert "550" in result["refused"]["refuse5@example.test"]
 
 
-def test_send_email_retries_when_the_server_is_unreachable(monkeypatch):
+def test_send_email_fails_at_once_when_the_server_lacks_an_extension_the_message_needs(monkeypatch):
+    # Non-ASCII addresses need SMTPUTF8; a server without it will not grow it: retrying cannot help.
+    mailbox, port = Mailbox(), free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port, enable_SMTPUTF8=False)
+    controller.start()
     monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("SMTP_PORT", str(free_port()))
+    monkeypatch.setenv("SMTP_PORT", str(port))
+    send_email.smtp_settings.cache_clear()
+    try:
+        with pytest.raises(PermanentError, match="SMTPUTF8"):
+            run(send_email.send_email, {"to": "zoë@example.test", "subject": "hi"})
+        assert mailbox.messages == []
+    finally:
+        controller.stop()
+        send_email.smtp_settings.cache_clear()
+
+
+def test_send_email_retries_when_the_server_is_unreachable(monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(port))
     send_email.smtp_settings.cache_clear()
     try:
         with pytest.raises(OSError) as error:
             run(send_email.send_email, {"to": "ada@example.test"})
         assert not isinstance(error.value, PermanentError)
+        # The message (logged, and stored as the job's error_message) names the server it tried.
+        assert f"SMTP server 127.0.0.1:{port}: ConnectionRefusedError" in str(error.value)
     finally:
         send_email.smtp_settings.cache_clear()
 
@@ -211,7 +241,8 @@ def test_send_email_jobs_through_an_executor(engine, start_executor, smtp_server
     start_executor("--types", "send_email", env={"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port)})
     [sent] = submit(engine, "send_email", {"to": "ada@example.test", "subject": "Welcome", "body": "Hi Ada"})
     [bad] = submit(engine, "send_email", {"subject": "to nobody"}, max_attempts=5)
-    jobs = wait_for_jobs(engine, [sent, bad])
+    [unsafe] = submit(engine, "send_email", {"to": "ada@example.test", "subject": "a\u2028b"}, max_attempts=5)
+    jobs = wait_for_jobs(engine, [sent, bad, unsafe])
     assert jobs[sent].status is JobStatus.COMPLETED
     assert jobs[sent].result is not None and jobs[sent].result["recipients"] == ["ada@example.test"]
     [(_, recipients, message)] = mailbox.messages
@@ -221,6 +252,8 @@ def test_send_email_jobs_through_an_executor(engine, start_executor, smtp_server
     assert jobs[bad].status is JobStatus.FAILED
     assert jobs[bad].attempts == 1
     assert "payload.to is required" in (jobs[bad].error_message or "")
+    assert (jobs[unsafe].status, jobs[unsafe].attempts) == (JobStatus.FAILED, 1)
+    assert "payload.subject must be one line" in (jobs[unsafe].error_message or "")
 
 
 # -- http_request --------------------------------------------------------------------------------------
@@ -271,14 +304,21 @@ class QuietServer(ThreadingHTTPServer):
         pass  # clients that time out or stop reading on purpose break the pipe; not worth a traceback
 
 
+# The local target is internal: the egress policy opens it on purpose (tests/test_egress.py proves the rest).
+ALLOW_LOOPBACK = {"EGRESS_ALLOW_NETWORKS": "127.0.0.1/32"}
+
+
 @pytest.fixture
 def http_server() -> Iterator[str]:
+    """The target on 127.0.0.1, opened to http_request called in this process."""
     server = QuietServer(("127.0.0.1", 0), Target)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    http_request.configure(EgressPolicy.from_env(ALLOW_LOOPBACK))
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
+        http_request.configure(EgressPolicy())
         server.shutdown()
         server.server_close()
 
@@ -352,7 +392,7 @@ def test_http_request_refuses_bad_payloads(payload, message):
 
 
 def test_http_request_jobs_through_an_executor(engine, start_executor, http_server):
-    start_executor("--types", "http_request", env={"RETRY_BACKOFF_BASE_SECONDS": "60"})
+    start_executor("--types", "http_request", env={"RETRY_BACKOFF_BASE_SECONDS": "60", **ALLOW_LOOPBACK})
     [ok] = submit(engine, "http_request", {"url": f"{http_server}/ok", "method": "POST", "body": "hi"})
     [missing] = submit(engine, "http_request", {"url": f"{http_server}/status/404"}, max_attempts=3)
     [broken] = submit(engine, "http_request", {"url": f"{http_server}/status/503"}, max_attempts=3)

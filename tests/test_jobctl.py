@@ -15,6 +15,7 @@ from typing import Any
 import psycopg2
 import pytest
 
+import jobclient
 from jobclient import JobClient, JobStatus
 from tests.support.api import TEST_TOKEN, ApiServer
 from tests.support.processes import IDLE, ROOT, free_port, wait_until
@@ -143,6 +144,71 @@ def test_cancel_and_retry(jobctl: Jobctl, client: JobClient) -> None:
     assert asked.returncode == 0
     assert one_line(asked.stdout) == f"job {running} is PROCESSING: cancel requested, its executor will stop it"
     assert client.wait(running, 20).status is JobStatus.CANCELLED
+
+
+def test_attempts_prints_each_attempt_and_the_tracebacks(jobctl: Jobctl, client: JobClient) -> None:
+    job = client.submit("fail", {"times": 1, "message": "first try fails"}, max_attempts=2)
+    assert client.wait(job.job_id, 20).status is JobStatus.COMPLETED
+    shown = jobctl("attempts", str(job.job_id))
+    assert shown.returncode == 0 and shown.stderr == ""
+    lines = shown.stdout.splitlines()
+    assert lines[0].split() == ["ATTEMPT", "OUTCOME", "EXECUTOR", "STARTED", "DURATION", "ERROR"]
+    assert lines[1].split()[:2] == ["1", "FAILED"] and lines[2].split()[:2] == ["2", "COMPLETED"]
+    assert "attempt 1 (services.executor.handlers.basic.DeliberateFailure):" in shown.stdout
+    assert "Traceback (most recent call last):" in shown.stdout and ", in fail" in shown.stdout
+    listed = jobctl.json("attempts", str(job.job_id))
+    assert [a["outcome"] for a in listed] == ["FAILED", "COMPLETED"] and listed[1]["traceback"] is None
+    missing = jobctl("attempts", "987654321")
+    assert missing.returncode == 1 and "not found" in one_line(missing.stderr)
+
+
+def test_cancel_and_retry_by_filter_ask_first_and_show_progress(jobctl: Jobctl, client: JobClient) -> None:
+    targets = [client.submit("jobctl.bulk", {"i": i}).job_id for i in range(5)]
+    bystander = client.submit(IDLE).job_id
+
+    refused = jobctl("cancel", "--type", "jobctl.bulk", "--status", "ready", stdin="n\n")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "Cancel 5 jobs matching status=READY type=jobctl.bulk? [y/N]" in refused.stderr
+    assert "not confirmed: nothing was cancelled (--yes skips the question)" in refused.stderr
+    assert {client.get(job_id).status for job_id in targets} == {JobStatus.READY}
+    no_answer = jobctl("cancel", "--type", "jobctl.bulk")  # stdin closed: no is the answer
+    assert no_answer.returncode == 1
+
+    confirmed = jobctl("cancel", "--type", "jobctl.bulk", "--status", "READY", stdin="y\n")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert "cancelling 5 jobs matching status=READY type=jobctl.bulk…" in confirmed.stderr  # the progress line
+    assert one_line(confirmed.stdout).startswith("cancelled 5 jobs in ")
+    assert {client.get(job_id).status for job_id in targets} == {JobStatus.CANCELLED}
+    assert client.get(bystander).status is JobStatus.READY
+    nothing = jobctl("cancel", "--type", "jobctl.bulk", "--status", "READY")
+    assert nothing.returncode == 0
+    assert one_line(nothing.stdout) == "no jobs matching status=READY type=jobctl.bulk: nothing to cancel"
+
+    assert jobctl.json("retry", "--type", "jobctl.bulk", "--status", "CANCELLED", "--yes") == {"count": 5}
+    assert {client.get(job_id).status for job_id in targets} == {JobStatus.READY}
+
+    for args, message in (
+        (("cancel",), "give a job id, or filter options"),
+        (("retry", str(targets[0]), "--type", "jobctl.bulk"), "takes a job id or filter options, not both"),
+        (("cancel", "--created-after", "last tuesday"), "--created-after 'last tuesday' is not an ISO 8601 time"),
+        (("retry", "--status", "READY", "--yes"), "filter.status: retry applies to FAILED, CANCELLED jobs"),
+    ):
+        bad = jobctl(*args)
+        assert bad.returncode == 2, (args, bad.stderr)
+        assert message in one_line(bad.stderr), (args, bad.stderr)
+
+
+def test_list_filters(jobctl: Jobctl, client: JobClient) -> None:
+    keyed = client.submit(IDLE, concurrency_key="tenant-3").job_id
+    fair = client.submit(IDLE, fairness_key="tenant-4").job_id
+    client.submit(IDLE)
+    assert [job["job_id"] for job in jobctl.json("list", "--concurrency-key", "tenant-3")] == [keyed]
+    assert [job["job_id"] for job in jobctl.json("list", "--fairness-key", "tenant-4")] == [fair]
+    created = client.get(keyed).created_at
+    assert created is not None
+    after = jobctl.json("list", "--created-after", created.isoformat(), "--type", IDLE)
+    assert keyed in [job["job_id"] for job in after]
+    assert jobctl.json("list", "--created-before", "2000-01-01T00:00:00") == []
 
 
 def test_watch_prints_changes_as_they_happen_and_exits_0_when_completed(
@@ -324,13 +390,79 @@ def test_submit_with_dependencies_and_unique_key(jobctl: Jobctl) -> None:
     merged = jobctl("submit", IDLE, '{"again": true}', "--unique-key", "report-1")
     assert merged.returncode == 0, merged.stderr
     assert merged.stdout == f"job {first['job_id']} with unique key 'report-1' is still READY: merged into it\n"
-    waiting = jobctl.json("submit", "echo", "--depends-on", str(first["job_id"]), "--concurrency-key", "c-1")
+    waiting = jobctl.json(
+        "submit", "echo", "--depends-on", str(first["job_id"]), "--concurrency-key", "c-1", "--fairness-key", "t-1"
+    )
     assert waiting["status"] == "WAITING" and waiting["depends_on"] == [first["job_id"]]
+    assert waiting["fairness_key"] == "t-1"
     shown = jobctl("get", str(waiting["job_id"]))
     fields = dict(line.split(None, 1) for line in shown.stdout.splitlines())
     assert fields["depends_on"] == f"{first['job_id']} (1 pending)" and fields["concurrency_key"] == "c-1"
+    assert fields["fairness_key"] == "t-1"
     assert jobctl("cancel", str(first["job_id"])).returncode == 0
     cancelled = jobctl.json("get", str(waiting["job_id"]))
     assert (
         cancelled["status"] == "CANCELLED" and cancelled["error_message"] == f"dependency {first['job_id']} CANCELLED"
     )
+
+
+def test_types_pause_resume_executors_and_schedule_controls(jobctl: Jobctl, client: JobClient) -> None:
+    paused = jobctl("pause", "ops.report")
+    assert paused.returncode == 0 and paused.stdout == "job type ops.report paused: no new attempt starts\n"
+    client.submit("ops.report", {})
+    header, row = jobctl("types").stdout.splitlines()
+    assert header.split()[:3] == ["TYPE", "PAUSED", "READY"] and row.split()[:3] == ["ops.report", "paused", "1"]
+    assert jobctl.json("resume", "ops.report")["paused"] is False
+    assert jobctl.json("types")[0]["paused"] is False
+    bad = jobctl("pause", "Not A Type")
+    assert bad.returncode == 2 and "type" in one_line(bad.stderr)
+
+    wait_until(lambda: bool(client.list_executors()), 30, what="the workers fixture's executor to register")
+    executors = jobctl.json("executors")
+    assert any(item["concurrency"] == 8 and "echo" in item["types"] and item["pid"] > 0 for item in executors)
+    assert jobctl("executors").stdout.split()[:3] == ["EXECUTOR", "HOST", "PID"]
+
+    created = jobctl("schedules", "create", "ops-nightly", "--cron", "0 3 * * *", "--type", IDLE)
+    assert created.returncode == 0, created.stderr
+    assert jobctl.json("schedules", "pause", "ops-nightly")["paused"] is True
+    assert "paused" in jobctl("schedules", "list").stdout.splitlines()[1].split()
+    triggered = jobctl.json("schedules", "trigger", "ops-nightly")
+    assert triggered["schedule"] == "ops-nightly" and triggered["type"] == IDLE
+    updated = jobctl.json("schedules", "update", "ops-nightly", "--cron", "0 4 * * *", "--time-zone", "Asia/Tokyo")
+    assert (updated["cron"], updated["time_zone"], updated["paused"]) == ("0 4 * * *", "Asia/Tokyo", True)
+    assert jobctl.json("schedules", "update", "ops-nightly", "--type", IDLE, "--payload", '{"n": 2}')["job"][
+        "payload"
+    ] == {"n": 2}
+    assert jobctl.json("schedules", "resume", "ops-nightly")["paused"] is False
+    nothing = jobctl("schedules", "update", "ops-nightly")
+    assert nothing.returncode == 2 and "nothing to change" in one_line(nothing.stderr)
+    half = jobctl("schedules", "update", "ops-nightly", "--priority", "2")
+    assert half.returncode == 2 and "--type" in one_line(half.stderr)
+    missing = jobctl("schedules", "trigger", "no-such-schedule")
+    assert missing.returncode == 1 and "no-such-schedule" in one_line(missing.stderr)
+
+
+def test_version_and_tab_completion(tmp_path: Path) -> None:
+    """``--version``, and what bash gets back when it asks argcomplete to complete a line (the protocol of
+    ``register-python-argcomplete jobctl``: the line in COMP_LINE, the answers written to a file)."""
+    jobctl = Jobctl("127.0.0.1:1")
+    version = jobctl("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"jobctl {jobclient.__version__}"
+
+    def complete(line: str) -> set[str]:
+        answers = tmp_path / "answers"
+        env = {
+            "_ARGCOMPLETE": "1",
+            "_ARGCOMPLETE_IFS": "\n",
+            "COMP_LINE": line,
+            "COMP_POINT": str(len(line)),
+            "_ARGCOMPLETE_STDOUT_FILENAME": str(answers),
+        }
+        result = jobctl(env=env)
+        assert result.returncode == 0, result.stderr
+        return {answer.strip() for answer in answers.read_text().splitlines()}
+
+    assert complete("jobctl li") == {"list", "limits"}
+    assert complete("jobctl list --st") == {"--status"}
+    assert {"list", "set", "delete"} <= complete("jobctl limits ")
+    assert {"PENDING", "READY", "FAILED"} <= complete("jobctl list --status ")

@@ -2,8 +2,8 @@
 
 Every manifest of the kustomize base and the email-pool overlay is rendered (by a small renderer here that
 covers what the kustomizations use; `kubectl kustomize` cross-checks it when installed), validated against
-the Kubernetes schemas bundled in the kubernetes-validate package, and the KEDA objects against the schema
-kept in deploy/k8s/crds. Then the manifests are held against the code: images, commands, ports, probes and
+the Kubernetes schemas bundled in the kubernetes-validate package, and the KEDA objects against KEDA's own
+CRDs vendored in deploy/k8s/crds. Then the manifests are held against the code: images, commands, ports, probes and
 every environment variable must be ones the processes actually read, settings must parse, and an executor's
 terminationGracePeriodSeconds must cover its drain.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import hashlib
 import re
 import shutil
 import subprocess
@@ -28,7 +29,15 @@ kubernetes_validate = pytest.importorskip("kubernetes_validate")
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
 KUSTOMIZATIONS = {"base": K8S / "base", "email-pool": K8S / "overlays" / "email-pool"}
-KEDA_SCHEMA = K8S / "crds" / "keda-v1alpha1.schema.yaml"
+# KEDA's published CRDs (release v2.20.2, config/crd/bases/ of kedacore/keda), vendored byte for byte.
+KEDA_CRDS = {
+    "ScaledObject": ("keda.sh_scaledobjects.yaml", "af35555862a83933b074af14ad439c4b4ceabaf4daa3e9338e9b23e36d308d80"),
+    "TriggerAuthentication": (
+        "keda.sh_triggerauthentications.yaml",
+        "275307b4cb19ca8f0f506a879282aa4c67587ac16ec757f494d6585c5c185d65",
+    ),
+}
+KEDA_API_VERSION = "keda.sh/v1alpha1"
 KUBERNETES_VERSION = "1.30"  # the oldest Kubernetes these manifests promise to work on
 PROCESSES = ("api", "scheduler", "executor")
 
@@ -111,12 +120,9 @@ def pod_spec(resource: Resource) -> dict[str, Any]:
 def process_of(container: dict[str, Any]) -> str:
     """api, scheduler, executor or migrate, from the container's command."""
     command = container["command"]
-    if command == ["alembic", "upgrade", "head"]:
-        return "migrate"
-    assert command[:2] == ["python", "-m"] and len(command) == 3, command
-    module = command[2]
-    assert module.startswith("services.") and (ROOT / module.replace(".", "/") / "__main__.py").exists(), module
-    return module.removeprefix("services.")
+    assert command[0] == "jobservice" and len(command) == 2, command
+    assert command[1] in {"migrate", *PROCESSES}, command
+    return str(command[1])
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
@@ -140,15 +146,47 @@ def test_the_renderer_agrees_with_kubectl_kustomize(name: str) -> None:
 # --- schemas -----------------------------------------------------------------------------------------------
 
 
+def _as_strict_json_schema(schema: Any) -> Any:
+    """A CRD's OpenAPI v3 schema as JSON Schema, judged as the API server does with strict field validation
+    (kubectl's default): unknown fields fail unless the schema preserves them; int-or-string takes either."""
+    if isinstance(schema, list):
+        return [_as_strict_json_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: _as_strict_json_schema(value) for key, value in schema.items()}
+    if "properties" in schema:
+        converted["properties"] = {name: _as_strict_json_schema(sub) for name, sub in schema["properties"].items()}
+    if converted.pop("x-kubernetes-int-or-string", False):
+        converted.pop("type", None)
+        converted["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if converted.pop("nullable", False) and "type" in converted:
+        converted["type"] = [converted["type"], "null"]
+    preserves = converted.pop("x-kubernetes-preserve-unknown-fields", False)
+    if "properties" in converted and "additionalProperties" not in converted and not preserves:
+        converted["additionalProperties"] = False
+    return converted
+
+
+def keda_validator(kind: str) -> jsonschema.Draft7Validator:
+    """The validator for ``kind`` from KEDA's vendored CRD (its served v1alpha1 version), hash checked."""
+    filename, sha256 = KEDA_CRDS[kind]
+    raw = (K8S / "crds" / filename).read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == sha256, f"{filename} differs from KEDA's release: see crds/README.md"
+    crd = yaml.safe_load(raw)
+    assert crd["spec"]["names"]["kind"] == kind
+    (version,) = [v for v in crd["spec"]["versions"] if f"{crd['spec']['group']}/{v['name']}" == KEDA_API_VERSION]
+    assert version["served"] and version["storage"]
+    return jsonschema.Draft7Validator(_as_strict_json_schema(version["schema"]["openAPIV3Schema"]))
+
+
 def test_every_manifest_is_valid_kubernetes(rendered: tuple[str, list[Resource]]) -> None:
     _, resources = rendered
-    keda_doc = yaml.safe_load(KEDA_SCHEMA.read_text())
     checked = set()
     for resource in resources:
         kind = resource["kind"]
         if resource["apiVersion"].startswith("keda.sh/"):
-            schema = {**keda_doc[kind], "$defs": keda_doc["$defs"]}
-            jsonschema.Draft202012Validator(schema).validate(resource)
+            assert resource["apiVersion"] == KEDA_API_VERSION
+            keda_validator(kind).validate(resource)
         else:
             # strict: unknown fields (a misspelt key) fail too. Offline: the schemas ship with the package.
             kubernetes_validate.validate(copy.deepcopy(resource), KUBERNETES_VERSION, strict=True)
@@ -158,18 +196,27 @@ def test_every_manifest_is_valid_kubernetes(rendered: tuple[str, list[Resource]]
 
 
 def test_the_keda_schema_catches_mistakes() -> None:
-    """The kept schema is not a rubber stamp: a number where KEDA wants a string, or a misspelt field, fail."""
-    keda_doc = yaml.safe_load(KEDA_SCHEMA.read_text())
-    validator = jsonschema.Draft202012Validator({**keda_doc["ScaledObject"], "$defs": keda_doc["$defs"]})
-    (scaled,) = by_kind(render(KUSTOMIZATIONS["base"]), "ScaledObject").values()
-    validator.validate(scaled)
+    """KEDA's schema, read strictly, is not a rubber stamp: a number where KEDA wants a string, a misspelt
+    field, a trigger without its type, or an unknown key in a TriggerAuthentication's secret reference fail."""
+    resources = render(KUSTOMIZATIONS["base"])
+    (scaled,) = by_kind(resources, "ScaledObject").values()
+    (auth,) = by_kind(resources, "TriggerAuthentication").values()
+    scaled_validator, auth_validator = keda_validator("ScaledObject"), keda_validator("TriggerAuthentication")
+    scaled_validator.validate(scaled)
+    auth_validator.validate(auth)
     wrong_type = copy.deepcopy(scaled)
     wrong_type["spec"]["triggers"][0]["metadata"]["targetQueryValue"] = 200
     misspelt = copy.deepcopy(scaled)
     misspelt["spec"]["maxReplicas"] = misspelt["spec"].pop("maxReplicaCount")
-    for broken in (wrong_type, misspelt):
+    untyped = copy.deepcopy(scaled)
+    del untyped["spec"]["triggers"][0]["type"]
+    for broken in (wrong_type, misspelt, untyped):
         with pytest.raises(jsonschema.ValidationError):
-            validator.validate(broken)
+            scaled_validator.validate(broken)
+    unknown_key = copy.deepcopy(auth)
+    unknown_key["spec"]["secretTargetRef"][0]["secret"] = unknown_key["spec"]["secretTargetRef"][0].pop("name")
+    with pytest.raises(jsonschema.ValidationError):
+        auth_validator.validate(unknown_key)
 
 
 def test_kubernetes_validate_works_offline_and_is_strict() -> None:
@@ -183,8 +230,8 @@ def test_kubernetes_validate_works_offline_and_is_strict() -> None:
 
 def variables_read(*directories: str) -> set[str]:
     """Environment variable names the code under ``directories`` reads: every NAME_IN_CAPITALS that is the
-    first argument of a call (env_int("GRPC_PORT", ...), os.environ.get(...), the scheduler's helpers
-    interval("SCHEDULER_...", ...)) or a subscript of os.environ. Wide on purpose: a false positive only
+    first argument of a call (setting("GRPC_PORT", ...), os.environ.get(...), the scheduler's helpers
+    _interval("SCHEDULER_...", ...)) or a subscript of os.environ. Wide on purpose: a false positive only
     lets a variable through; a variable no code names fails."""
     names: set[str] = set()
     for directory in directories:
@@ -208,14 +255,14 @@ def variables_read(*directories: str) -> set[str]:
 @pytest.fixture(scope="module")
 def reads() -> dict[str, set[str]]:
     found = {process: variables_read(f"services/{process}", "shared") for process in PROCESSES}
-    found["migrate"] = variables_read("migrations", "shared")
+    found["migrate"] = variables_read("shared")
     return found
 
 
 def test_the_scan_finds_the_documented_variables(reads: dict[str, set[str]]) -> None:
     assert {"DATABASE_URL", "GRPC_PORT", "HTTP_PORT", "API_TOKENS", "DB_POOL_SIZE", "TLS_CERT_FILE"} <= reads["api"]
     assert {"DATABASE_URL", "METRICS_PORT", "SCHEDULER_LEADER_RETRY_SECONDS"} <= reads["scheduler"]
-    assert {"EXECUTOR_SHUTDOWN_GRACE_SECONDS", "EXECUTOR_POLL_ONLY", "SMTP_HOST", "METRICS_PORT"} <= reads["executor"]
+    assert {"EXECUTOR_SHUTDOWN_GRACE_SECONDS", "DATABASE_POOLER", "SMTP_HOST", "METRICS_PORT"} <= reads["executor"]
     assert "DATABASE_URL" in reads["migrate"]
     assert "GRPC_PORT" not in reads["executor"] and "EXECUTOR_TYPES" not in reads["api"]
 
@@ -307,6 +354,8 @@ def test_api_ports_probes_and_service(rendered: tuple[str, list[Resource]]) -> N
     settings = ApiSettings.from_env(container_env(container, resources))
     ports = named_ports(container)
     assert ports == {"grpc": settings.grpc_port, "http": settings.http_port} == {"grpc": 50051, "http": 8000}
+    # The Service and the probes reach the pod's address: every interface, and so tokens (issue 15).
+    assert settings.bind_host == "0.0.0.0" and settings.api_tokens and not settings.allow_unauthenticated
     # /health is a route of the REST server, and needs no token.
     assert '"/health"' in (ROOT / "services/api/rest.py").read_text()
     for probe in ("readinessProbe", "livenessProbe"):
@@ -380,7 +429,7 @@ def test_workloads_have_resources_security_and_matching_selectors(rendered: tupl
     assert protected == set(deployments)
 
 
-def test_migration_job_runs_alembic_before_the_release() -> None:
+def test_migration_job_runs_before_the_release() -> None:
     resources = render(KUSTOMIZATIONS["base"])
     (job,) = by_kind(resources, "Job").values()
     (container,) = pod_spec(job)["containers"]
@@ -420,7 +469,7 @@ def test_scaled_objects_query_capped_ready_work(rendered: tuple[str, list[Resour
         )
         assert match, query
         assert int(match["limit"]) <= 100_000
-        # Only READY work: no other status, so the partial index jobs_ready_type_idx serves it.
+        # Only READY work: no other status, so the partial index jobs_ready_fair_idx serves it.
         assert [status for status in STATUSES if status in query] == ["READY"], query
         # Saturation (limit / target) asks for at least maxReplicaCount executors.
         assert int(match["limit"]) / float(metadata["targetQueryValue"]) >= spec["maxReplicaCount"], name
@@ -428,9 +477,9 @@ def test_scaled_objects_query_capped_ready_work(rendered: tuple[str, list[Resour
         for ref in auth["spec"]["secretTargetRef"]:
             assert ref["parameter"] in {"connection", "password"}
             assert ref["key"] in secrets[ref["name"]]["stringData"]
-    migration = (ROOT / "migrations/versions/0006_type_limits.py").read_text()
-    index = "jobs_ready_type_idx ON jobs (type, priority, run_at, job_id) WHERE status = 'READY'"
-    assert index in migration
+    index = "jobs_ready_fair_idx ON jobs (type, priority, fairness_key, run_at, job_id)"
+    versions = ROOT / "shared/database/migrations/versions"
+    assert any(index in path.read_text() for path in versions.glob("*.py"))
 
 
 def test_the_email_pool_and_the_base_pool_split_the_builtin_types() -> None:

@@ -22,7 +22,7 @@ from shared.jobs import Job, JobStatus
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from tests.support.api import ApiServer
-from tests.support.executors import Executor, wait_for_jobs
+from tests.support.executors import Executor, running_executors, wait_for_jobs
 from tests.support.rpc_errors import field_violations
 
 LIMITED = "tests.limited"
@@ -35,16 +35,8 @@ CONCURRENCY = 10
 def executors(database_url: str) -> Iterator[list[Executor]]:
     """Three executors, 10 slots each, running the timed handlers; shared by this module's tests."""
     env = {"EXECUTOR_HANDLERS": "tests.handlers_for_limits", "EXECUTOR_POLL_INTERVAL_SECONDS": "0.5"}
-    started = [Executor(database_url, ["--concurrency", str(CONCURRENCY)], env) for _ in range(EXECUTORS)]
-    for executor in started:
-        executor.start()
-    try:
-        for executor in started:
-            executor.wait_started()
+    with running_executors(database_url, EXECUTORS, ["--concurrency", str(CONCURRENCY)], env) as started:
         yield started
-    finally:
-        for executor in started:
-            executor.stop()
 
 
 def submit(stub: JobServiceStub, job_type: str, count: int, seconds: float, key: str | None = None) -> list[int]:

@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import gzip
-import http.server
 import json
 import logging
 import secrets
-import threading
-import time
-import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -26,28 +21,26 @@ from typing import Any, TypeVar
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine
 
 from services.executor.errors import PermanentError
 from services.executor.outcomes import BackoffPolicy
 from services.executor.registry import HandlerRegistry
 from services.executor.runner import Runner
 from services.executor.telemetry import ExecutorTracing, job_log_fields, parent_context
-from shared.database.queue import JobOutcome, LeasedJob
+from shared.database import Database, JobOutcome, LeasedJob
+from shared.jobs import NewJob
 from shared.telemetry import configure_logging, configure_tracing, context_from_carrier, trace_id_of
 from tests.support.api import ApiServer
 from tests.support.database import fresh_database, server_url
+from tests.support.gateway import gateway
 from tests.support.processes import ServiceProcess, free_port, wait_until
+from tests.support.telemetry import OtlpReceiver, ReceivedSpan, Samples, scrape, value
 
 pytestmark = pytest.mark.slow
 
@@ -56,108 +49,6 @@ T = TypeVar("T")
 # Values that must never reach a log line: they are only in the jobs' payloads.
 SECRET = f"payload-secret-{secrets.token_hex(6)}"
 FAIL_MESSAGE = "planned failure of the first attempt"
-
-
-@dataclass(frozen=True)
-class ReceivedSpan:
-    service: str
-    span: Span
-
-    @property
-    def trace_id(self) -> str:
-        return self.span.trace_id.hex()
-
-    @property
-    def span_id(self) -> str:
-        return self.span.span_id.hex()
-
-    @property
-    def parent_span_id(self) -> str:
-        return self.span.parent_span_id.hex()
-
-    @property
-    def attributes(self) -> dict[str, Any]:
-        return {item.key: _value(item.value) for item in self.span.attributes}
-
-
-def _value(value: AnyValue) -> Any:
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind else None
-
-
-class OtlpReceiver:
-    """A minimal OTLP/HTTP trace receiver: POST /v1/traces with a protobuf ExportTraceServiceRequest."""
-
-    def __init__(self) -> None:
-        self.spans: list[ReceivedSpan] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                if self.path != "/v1/traces":
-                    self.send_error(404)
-                    return
-                receiver.add(ExportTraceServiceRequest.FromString(body))
-                reply = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, name="otlp-receiver", daemon=True)
-
-    def add(self, request: ExportTraceServiceRequest) -> None:
-        received = []
-        for resource_spans in request.resource_spans:
-            attributes = {item.key: _value(item.value) for item in resource_spans.resource.attributes}
-            service = str(attributes.get("service.name"))
-            for scope_spans in resource_spans.scope_spans:
-                received += [ReceivedSpan(service, span) for span in scope_spans.spans]
-        with self.lock:
-            self.spans += received
-
-    def in_trace(self, trace_id: str) -> list[ReceivedSpan]:
-        with self.lock:
-            return [span for span in self.spans if span.trace_id == trace_id]
-
-    def named(self, name: str) -> list[ReceivedSpan]:
-        with self.lock:
-            return [span for span in self.spans if span.span.name == name]
-
-    def __enter__(self) -> OtlpReceiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(port: int) -> Samples:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
 
 
 @dataclass
@@ -313,7 +204,12 @@ def test_one_trace_holds_the_submit_and_both_attempts_of_a_retried_job(traced: T
     assert 0 < first.attributes["job.retry_delay_seconds"] <= 0.2
     assert first.span.status.code == Status.STATUS_CODE_ERROR
     assert FAIL_MESSAGE in first.span.status.message
-    assert [event.name for event in first.span.events] == ["exception"]
+    ((event, recorded),) = first.events
+    assert event == "exception"
+    # As OpenTelemetry's semantic conventions name them: the failure's class and its traceback.
+    assert recorded["exception.type"] == "services.executor.handlers.basic.DeliberateFailure"
+    assert ", in fail\n" in recorded["exception.stacktrace"]
+    assert recorded["exception.stacktrace"].rstrip().endswith(f"DeliberateFailure: {FAIL_MESSAGE}")
     assert second.attributes["job.outcome"] == "completed"
     assert second.span.status.code != Status.STATUS_CODE_ERROR
     assert second.span.start_time_unix_nano > first.span.end_time_unix_nano
@@ -341,10 +237,10 @@ def test_the_submit_trace_of_a_job_that_ran_once(traced: Traced) -> None:
 def test_hot_statements_have_spans_of_their_own_in_each_process(traced: Traced) -> None:
     receiver = traced.receiver
     leases = receiver.named("lease_jobs")
-    assert leases and all(s.service == "jobs-executor" and s.attributes["jobs.leased"] >= 1 for s in leases)
-    assert sum(s.attributes["jobs.leased"] for s in leases) == 3  # echo, fail, fail again
+    assert leases and all(s.service == "jobs-executor" and s.attributes["db.rows_affected"] >= 1 for s in leases)
+    assert sum(s.attributes["db.rows_affected"] for s in leases) == 3  # echo, fail, fail again
     completes = receiver.named("complete_jobs")
-    assert sum(s.attributes["jobs.written"] for s in completes) == 3
+    assert sum(s.attributes["db.rows_affected"] for s in completes) == 3
     assert all(s.span.kind == Span.SPAN_KIND_CLIENT and s.parent_span_id == "" for s in leases + completes)
     (promote,) = receiver.named("promote_due_jobs")  # the retry, due after its backoff
     assert promote.service == "jobs-scheduler"
@@ -413,6 +309,10 @@ def test_json_logs_carry_the_job_and_its_trace_and_no_payload(traced: Traced) ->
     (failure,) = [entry for entry in job_events if entry["job_id"] == traced.retried_job]
     assert failure["level"] == "WARNING"
     assert (failure["type"], failure["attempt"], failure["trace_id"]) == ("fail", 1, traced.retried_trace_id)
+    # The failed attempt's traceback, where JSON logs put an exception, starting at the handler.
+    assert failure["exception"].startswith("Traceback (most recent call last):")
+    assert ", in fail\n" in failure["exception"] and "runner.py" not in failure["exception"]
+    assert failure["exception"].rstrip().endswith(f"DeliberateFailure: {FAIL_MESSAGE}")
     for entry in job_events:
         assert {"job_id", "type", "attempt", "trace_id"} <= set(entry), entry
 
@@ -424,6 +324,7 @@ def test_json_logs_carry_the_job_and_its_trace_and_no_payload(traced: Traced) ->
 class RunnerUnderTest:
     runner: Runner
     tracing: ExecutorTracing
+    provider: TracerProvider
     exporter: InMemorySpanExporter
     reported: list[tuple[LeasedJob, JobOutcome]]
 
@@ -447,7 +348,7 @@ def _runner(handlers: dict[str, Callable[..., Any]], inline: bool = False) -> Ru
         on_slot_freed=lambda: None,
         tracing=tracing,
     )
-    return RunnerUnderTest(runner, tracing, exporter, reported)
+    return RunnerUnderTest(runner, tracing, provider, exporter, reported)
 
 
 def _run_on_a_fresh_loop(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -528,21 +429,26 @@ def test_attempt_spans_name_every_ending() -> None:
     assert {outcome.status.value for _, outcome in under_test.reported} == {"COMPLETED", "PENDING", "CANCELLED"}
 
 
-def test_inline_failures_record_the_error_and_the_lease_link() -> None:
+def test_inline_failures_record_the_error_and_the_lease_link(engine: Engine) -> None:
     def broken(payload: dict[str, Any], ctx: Any) -> None:
         raise PermanentError("no such account")
 
+    gateway(engine).submit_jobs([NewJob("broken", {}, timeout_seconds=30).validate(1 << 20)])
+
     async def scenario() -> RunnerUnderTest:
         under_test = _runner({"broken": broken}, inline=True)
-        tracing = under_test.tracing
-        tracing.record_lease(time.time_ns(), 4, 1)
-        under_test.runner.start(_leased("broken"))
-        tracing.record_lease(time.time_ns(), 4, 0)  # an empty poll: no span, and no link for what follows
+        db = Database("", "tests", pool_size=1, engine=engine, tracer=under_test.provider.get_tracer("db"))
+        try:
+            (job,) = await db.lease_jobs("tests", ["broken"], 4, 30)
+            under_test.runner.start(job)
+            assert await db.lease_jobs("tests", ["broken"], 4, 30) == []  # an empty poll: no span
+        finally:
+            db.close()
         return under_test
 
     under_test = _run_on_a_fresh_loop(scenario)
     lease, attempt = under_test.exporter.get_finished_spans()
-    assert lease.name == "lease_jobs" and _attributes(lease)["jobs.leased"] == 1
+    assert lease.name == "lease_jobs" and _attributes(lease)["db.rows_affected"] == 1
     assert attempt.name == "job broken"
     assert _attributes(attempt)["job.outcome"] == "failed"
     assert attempt.status.status_code is StatusCode.ERROR

@@ -7,10 +7,8 @@ and schema checks at start.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -20,10 +18,11 @@ import pytest
 from sqlalchemy import Engine, text
 
 from shared.database.engine import create_database_engine
-from shared.database.maintenance import LeaderLock
 from shared.jobs import JobStatus
 from tests.support.database import fresh_database, migrate, server_url
+from tests.support.gateway import gateway
 from tests.support.job_rows import execute, jobs, make_finished, make_processing, submit
+from tests.support.pg_instance import PgInstance
 from tests.support.processes import wait_until
 from tests.support.scheduler import Scheduler
 
@@ -178,6 +177,13 @@ def test_job_counts_are_compacted_and_exported(
     assert scheduler.metric("jobs_by_status", status="PENDING") == 4
     assert scheduler.metric("jobs_by_status", status="COMPLETED") == 10
     assert (scheduler.metric("job_counts_compacted_total") or 0) >= 22
+    # READY per type, for types that have any: the email jobs are PENDING.
+    assert scheduler.metric("jobs_ready_by_type", job_type="report") == 50
+    assert scheduler.metric("jobs_ready_by_type", job_type="email") is None
+    # A type's series goes once it has no READY job left.
+    execute(engine, "UPDATE jobs SET status = 'COMPLETED', finished_at = now() WHERE status = 'READY'")
+    wait_until(lambda: scheduler.metric("jobs_by_status", status="COMPLETED") == 60, 10, what="the gauge")
+    assert scheduler.metric("jobs_ready_by_type", job_type="report") is None
 
 
 def test_one_leader_at_a_time_and_a_standby_takes_over_when_it_is_killed(
@@ -205,18 +211,25 @@ def test_sigterm_stops_the_leader_cleanly_and_frees_leadership(
     db: str, engine: Engine, start_scheduler: Callable[..., Scheduler]
 ) -> None:
     scheduler = start_scheduler(db).wait_until_leader()
-    lock = LeaderLock(engine)
+    database = gateway(engine)
+    lock = database.leader_lock()
     try:
-        assert not lock.try_acquire()
+        assert not database.try_lock_scheduler_leader(lock)
         scheduler.signal(signal.SIGTERM)
         assert scheduler.process is not None
         assert scheduler.process.wait(10) == 0
-        assert lock.try_acquire(), "the advisory lock is released on exit"
+        assert database.try_lock_scheduler_leader(lock), "the advisory lock is released on exit"
     finally:
-        lock.release()
+        database.unlock_scheduler_leader(lock)
     output = scheduler.output()
     assert "received SIGTERM; stopping" in output
     assert "no longer the active scheduler" in output
+
+
+def leader_lock_errors(scheduler: Scheduler) -> float:
+    """Failed calls of the leader lock's operations (a broken lock session fails one of them)."""
+    operations = ("try_lock_scheduler_leader", "check_scheduler_leader")
+    return sum(scheduler.metric("database_errors_total", operation=operation) or 0 for operation in operations)
 
 
 def terminate_scheduler_connections(engine: Engine) -> int:
@@ -243,49 +256,34 @@ def test_the_leader_steps_down_when_its_lock_connection_breaks_and_leads_again(
     wait_until(lambda: scheduler.metric("scheduler_leadership_acquired_total") == 2, 10, what="leadership to come back")
     [job_id] = submit(engine, scheduled_in=timedelta(seconds=0.3))
     wait_until(lambda: status_of(engine, job_id) == "READY", 3, what="promotion after the reconnect")
-    assert (scheduler.metric("database_errors_total", operation="leader_lock") or 0) >= 1
+    assert leader_lock_errors(scheduler) >= 1
     assert scheduler.alive()
 
 
 @pytest.mark.slow
-def test_the_scheduler_rides_out_a_database_restart(start_scheduler: Callable[..., Scheduler]) -> None:
-    """A PostgreSQL of the test's own (pgserver) goes down for two seconds while the scheduler runs."""
-    pgserver = pytest.importorskip("pgserver")
-    pg_ctl = pgserver.pg_ctl  # the pg_ctl of the PostgreSQL that pgserver ships
-
-    # Not under tmp_path: PostgreSQL runs as pgserver's own user, and pytest keeps its tmp tree private.
-    pgdata = Path(tempfile.mkdtemp(prefix="scheduler-restart-"))
-    pgdata.chmod(0o755)
-    server = pgserver.get_server(pgdata / "pgdata", cleanup_mode="delete")
-    try:
-        server.psql("CREATE DATABASE jobs;")
-        url = server.get_uri("jobs")
-        migrate(url)
-        engine = create_database_engine(url, "tests")
+def test_the_scheduler_rides_out_a_database_restart(start_scheduler: Callable[..., Scheduler], tmp_path: Path) -> None:
+    """A PostgreSQL of the test's own goes down for two seconds while the scheduler runs."""
+    with PgInstance(tmp_path / "pg") as pg:
+        migrate(pg.url)
+        engine = create_database_engine(pg.url, "tests")
         try:
-            scheduler = start_scheduler(url, "--leader-retry-seconds", "0.2").wait_until_leader()
+            scheduler = start_scheduler(pg.url, "--leader-retry-seconds", "0.2").wait_until_leader()
             scheduler.wait_for_log("listening on jobs_scheduled")
             engine.dispose()
 
-            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=20)
+            pg.stop()
             time.sleep(2)
             assert scheduler.alive()
-            try:
-                server.ensure_postgres_running()
-            except Exception as error:
-                raise AssertionError(f"PostgreSQL did not start again:\n{server.log.read_text()[-3000:]}") from error
+            pg.start()
 
             wait_until(
                 lambda: scheduler.metric("scheduler_leadership_acquired_total") == 2, 15, what="leadership again"
             )
             [job_id] = submit(engine, scheduled_in=timedelta(seconds=0.3))
             wait_until(lambda: status_of(engine, job_id) == "READY", 5, what="promotion after the restart")
-            assert (scheduler.metric("database_errors_total", operation="leader_lock") or 0) >= 1
+            assert leader_lock_errors(scheduler) >= 1
         finally:
             engine.dispose()
-    finally:
-        server.cleanup()
-        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 def test_a_database_behind_the_code_is_refused_with_the_fix(start_scheduler: Callable[..., Scheduler]) -> None:
@@ -293,7 +291,7 @@ def test_a_database_behind_the_code_is_refused_with_the_fix(start_scheduler: Cal
         scheduler = start_scheduler(url)
         assert scheduler.process is not None
         assert scheduler.process.wait(20) == 2
-    assert "make migrate" in scheduler.output()
+    assert "jobservice migrate" in scheduler.output()
 
 
 @pytest.mark.parametrize(

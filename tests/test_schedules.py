@@ -22,11 +22,12 @@ from croniter import croniter
 from google.protobuf import json_format, struct_pb2
 from sqlalchemy import Engine, text
 
-from shared.database.schedules import ScheduleStore, SubmittedOccurrence
+from shared.database import SubmittedOccurrence
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from shared.schedules import CronExpression
 from tests.support.api import ApiServer
+from tests.support.gateway import gateway
 from tests.support.processes import wait_until
 from tests.support.scheduler import Scheduler
 
@@ -234,7 +235,7 @@ def test_racing_submitters_make_one_job_per_occurrence(stub: JobServiceStub, eng
     latest = CronExpression("*/10 * * * *").latest_at_or_before(datetime.now(timezone.utc))
     assert latest is not None
     set_next_run_at(engine, "raced", latest - timedelta(minutes=30))
-    store = ScheduleStore(engine)
+    store = gateway(engine)
     start = threading.Barrier(8)
     outcomes: list[SubmittedOccurrence | None] = []
 
@@ -354,3 +355,86 @@ def test_a_schedule_that_cannot_be_submitted_is_set_aside_and_does_not_block_the
     assert timedelta(seconds=50) < row.next_run_at - datetime.now(timezone.utc) <= timedelta(minutes=1)
     assert row.last_job_id is None
     assert scheduler.is_leader() and scheduler.process is not None and scheduler.process.poll() is None
+
+
+# --- Operator controls: trigger, pause, resume, update, paging ---------------------------------------
+
+
+def test_trigger_submits_one_job_and_a_paused_schedule_submits_none_until_resumed(
+    db: str, api: ApiServer, engine: Engine, start_scheduler: Callable[..., Scheduler]
+) -> None:
+    body = {"name": "every-second", "cron": "* * * * * *", "job": {"type": "echo", "payload": {"n": 1}}}
+    assert api.request("POST", "/schedules", body).status == 200
+    paused = api.post("/schedules/every-second:pause")
+    assert paused.status == 200 and paused.body["paused"] is True and paused.body["paused_at"]
+    scheduler = start_scheduler(db).wait_until_leader(30)
+
+    triggered = api.post("/schedules/every-second:trigger")
+    assert triggered.status == 200, triggered.body
+    job = triggered.body
+    assert job["schedule"] == "every-second" and job["payload"] == {"n": 1} and job["status"] == "READY"
+    assert [row.job_id for row in scheduled_jobs(engine, "every-second")] == [job["job_id"]]
+    shown = api.get("/schedules/every-second").body
+    assert shown["last_job_id"] == job["job_id"] and shown["next_run_at"] == paused.body["next_run_at"]
+
+    time.sleep(5)  # five occurrences come due while paused
+    assert [row.job_id for row in scheduled_jobs(engine, "every-second")] == [job["job_id"]]
+
+    resumed_at = datetime.now(timezone.utc)
+    resumed = api.post("/schedules/every-second:resume")
+    assert resumed.status == 200 and resumed.body["paused"] is False and resumed.body["paused_at"] is None
+    # The missed-run rule: the latest missed occurrence fires once; then every second again.
+    wait_until(lambda: len(scheduled_jobs(engine, "every-second")) >= 3, 30, what="occurrences after the resume")
+    scheduler.wait_for_log("schedule every-second missed its occurrences", 30)
+    occurrences = scheduled_jobs(engine, "every-second")[1:]
+    assert all(row.scheduled_at >= resumed_at - timedelta(seconds=1) for row in occurrences), occurrences
+    assert len({row.scheduled_at for row in occurrences}) == len(occurrences)
+
+    for action in ("pause", "resume", "trigger"):
+        missing = api.post(f"/schedules/no-such-schedule:{action}")
+        assert missing.status == 404 and missing.body["status"] == "NOT_FOUND"
+
+
+def test_update_changes_the_cron_and_the_next_run_or_only_the_template(
+    db: str, api: ApiServer, engine: Engine, start_scheduler: Callable[..., Scheduler]
+) -> None:
+    body = {"name": "yearly", "cron": "0 0 1 1 *", "job": {"type": "echo", "payload": {"v": 1}, "priority": 3}}
+    created = api.request("POST", "/schedules", body).body
+
+    # Only the template: the next run stays.
+    reply = api.request(
+        "PATCH", "/schedules/yearly", {"schedule": {"job": {"payload": {"v": 2}}}, "update_mask": "job.payload"}
+    )
+    assert reply.status == 200, reply.body
+    assert reply.body["job"]["payload"] == {"v": 2} and reply.body["job"]["priority"] == 3
+    assert reply.body["next_run_at"] == created["next_run_at"] and reply.body["cron"] == "0 0 1 1 *"
+
+    # The cron: the next run moves to the new expression's first occurrence from now.
+    reply = api.request(
+        "PATCH", "/schedules/yearly", {"schedule": {"cron": "*/2 * * * * *", "time_zone": "Asia/Tokyo"}}
+    )
+    assert reply.status == 200, reply.body
+    assert reply.body["cron"] == "*/2 * * * * *" and reply.body["time_zone"] == "Asia/Tokyo"
+    next_run = datetime.fromisoformat(reply.body["next_run_at"].replace("Z", "+00:00"))
+    assert next_run < datetime.now(timezone.utc) + timedelta(seconds=3)
+    start_scheduler(db).wait_until_leader(30)
+    wait_until(lambda: len(scheduled_jobs(engine, "yearly")) >= 1, 30, what="the updated schedule's first job")
+    assert scheduled_jobs(engine, "yearly")[0].payload == {"v": 2}
+
+    bad_mask = api.request("PATCH", "/schedules/yearly", {"schedule": {"name": "other"}, "update_mask": "name"})
+    assert bad_mask.status == 400 and bad_mask.body["details"][-1]["fieldViolations"][0]["field"] == "update_mask"
+    bad_cron = api.request("PATCH", "/schedules/yearly", {"schedule": {"cron": "61 * * * *"}, "update_mask": "cron"})
+    assert bad_cron.status == 400 and bad_cron.body["details"][-1]["fieldViolations"][0]["field"] == "schedule.cron"
+    assert api.get("/schedules/yearly").body["cron"] == "*/2 * * * * *"  # bad input changes nothing
+    assert api.request("PATCH", "/schedules/nothing-here", {"schedule": {"cron": "@daily"}}).status == 404
+
+
+def test_list_schedules_pages_like_list_jobs(stub: JobServiceStub) -> None:
+    for name in ("p-a", "p-b", "p-c"):
+        create(stub, name, "@daily")
+    first = stub.ListSchedules(pb.ListSchedulesRequest(page_size=2))
+    assert [s.name for s in first.schedules] == ["p-a", "p-b"] and first.next_page_token
+    second = stub.ListSchedules(pb.ListSchedulesRequest(page_size=2, page_token=first.next_page_token))
+    assert [s.name for s in second.schedules] == ["p-c"] and second.next_page_token == ""
+    bad = error_of(lambda: stub.ListSchedules(pb.ListSchedulesRequest(page_size=501)))
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT

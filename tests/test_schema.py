@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import psycopg2
-from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from shared.database.engine import create_database_engine
-from shared.database.schema import SCHEMA_REVISION, schema_revision
-from tests.support.database import ROOT, fresh_database, migrate, server_url
+from shared.database.migrations import alembic_config
+from shared.database.schema import SCHEMA_REVISION
+from tests.support.database import fresh_database, migrate, server_url
+from tests.support.gateway import gateway
 from tests.support.processes import ServiceProcess, free_port
 
 
 def alembic_head() -> str:
-    head = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini"))).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 
@@ -30,21 +30,16 @@ def test_migrations_apply_downgrade_and_apply_again() -> None:
 
     with fresh_database(server_url(), "migrate", migrated=False) as url:
         engine = create_database_engine(url, "tests")
-        assert schema_revision(engine) is None
+        assert gateway(engine).schema_revision() is None
         migrate(url)
-        assert schema_revision(engine) == SCHEMA_REVISION
-        config = Config(str(ROOT / "alembic.ini"))
-        config.attributes["configure_logger"] = False
-        os.environ["DATABASE_URL"] = url
-        try:
-            command.downgrade(config, "base")
-            with psycopg2.connect(url) as conn, conn.cursor() as cur:
-                cur.execute("SELECT to_regclass('jobs') IS NULL")
-                assert cur.fetchone() == (True,)
-            command.upgrade(config, "head")
-        finally:
-            os.environ.pop("DATABASE_URL", None)
-        assert schema_revision(engine) == SCHEMA_REVISION
+        assert gateway(engine).schema_revision() == SCHEMA_REVISION
+        config = alembic_config(url)
+        command.downgrade(config, "base")
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('jobs') IS NULL")
+            assert cur.fetchone() == (True,)
+        command.upgrade(config, "head")
+        assert gateway(engine).schema_revision() == SCHEMA_REVISION
         engine.dispose()
 
 
@@ -52,11 +47,15 @@ def test_hot_queries_have_their_partial_indexes(database_url: str) -> None:
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobs'")
         indexes = dict(cur.fetchall())
-    assert "(type, priority, run_at, job_id) WHERE (status = 'READY'::job_status)" in indexes["jobs_ready_type_idx"]
-    assert "jobs_ready_idx" not in indexes  # replaced: leasing reads READY jobs per type
+    ready = "(type, priority, fairness_key, run_at, job_id) WHERE (status = 'READY'::job_status)"
+    assert ready in indexes["jobs_ready_fair_idx"]
+    # Replaced: leasing reads READY jobs per type (0006), then per fairness key (0011); one READY index.
+    assert "jobs_ready_idx" not in indexes and "jobs_ready_type_idx" not in indexes
     assert "WHERE (status = 'PENDING'::job_status)" in indexes["jobs_pending_idx"]
     assert "WHERE (status = 'PROCESSING'::job_status)" in indexes["jobs_processing_idx"]
     assert "UNIQUE" in indexes["jobs_idempotency_key_uq"]
+    # The fairness_key search filter's (0013): a job without a key stores '' and is not in it.
+    assert "(fairness_key, job_id) WHERE (fairness_key <> ''::text)" in indexes["jobs_fairness_key_idx"]
 
 
 def test_api_refuses_to_start_on_an_unmigrated_database(tmp_path: Path) -> None:
@@ -70,7 +69,7 @@ def test_api_refuses_to_start_on_an_unmigrated_database(tmp_path: Path) -> None:
         code = process.process.wait(30)
         process.stop()
         assert code == 2
-        assert "make migrate" in process.output()
+        assert "jobservice migrate" in process.output()
 
 
 def test_api_refuses_a_bad_setting_naming_the_variable(tmp_path: Path, database_url: str) -> None:

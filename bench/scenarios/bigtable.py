@@ -3,7 +3,7 @@
 Each phase measures, on the same api and database:
 
 - lease: ``--big-lease-jobs`` READY jobs are inserted, then leased ``--big-lease-batch`` at a time and
-  completed with the executor's own statements (shared.database.queue.JobQueue), timed per call
+  completed with the executor's own gateway operations (shared.database.Database), timed per call
   (``--runs`` times; the median of each percentile);
 - drain: ``--big-drain-jobs`` jobs submitted through SubmitJobs, drained by one executor (``--runs``
   times, median);
@@ -19,6 +19,7 @@ ratios are big / empty (1.00 = no slowdown).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -188,40 +189,45 @@ def _checkpoint(cluster: Cluster) -> bool:
 
 def _lease_and_complete(cluster: Cluster, config: BenchConfig) -> dict[str, Any]:
     """Insert READY jobs, then lease and complete them in batches with the executor's statements, timed."""
-    from shared.database.engine import create_database_engine
-    from shared.database.queue import JobOutcome, JobQueue
-    from shared.jobs import JobStatus
-
     if cluster.execute("SELECT count(*) FROM jobs WHERE status IN ('READY', 'PROCESSING')")[0][0]:
         raise RuntimeError("bigtable: jobs are READY or PROCESSING before the lease measurement")
     cluster.execute(INSERT_READY_SQL, (config.big_lease_jobs,))
     cluster.execute("ANALYZE jobs")
-    engine = create_database_engine(cluster.database_url, "jobs-bench", pool_size=1)
     leases: list[float] = []
     completes: list[float] = []
-    leased = 0
-    try:
-        queue = JobQueue(engine)
-        # Connects (not timed); the job it takes is finished below.
-        queue.lease_jobs("bench", ["echo"], 1, 30)
-        while True:
-            began = time.perf_counter()
-            jobs = queue.lease_jobs("bench", ["echo"], config.big_lease_batch, 30)
-            between = time.perf_counter()
-            if not jobs:
-                break
-            queue.complete_jobs([JobOutcome(job.job_id, job.lease_token, JobStatus.COMPLETED, "{}") for job in jobs])
-            ended = time.perf_counter()
-            leases.append(between - began)
-            completes.append(ended - between)
-            leased += len(jobs)
-    finally:
-        engine.dispose()
+    leased = asyncio.run(_lease_and_complete_all(cluster.database_url, config.big_lease_batch, leases, completes))
     cluster.execute(
         "UPDATE jobs SET status = 'COMPLETED', finished_at = now(), lease_owner = NULL, "
         "lease_token = NULL, lease_expires_at = NULL WHERE status = 'PROCESSING'"
     )
     return {"jobs": leased, "lease": latency_summary(leases), "complete": latency_summary(completes)}
+
+
+async def _lease_and_complete_all(database_url: str, batch: int, leases: list[float], completes: list[float]) -> int:
+    """Lease ``batch`` READY echo jobs at a time and complete them, through the executor's gateway
+    operations, until none is left; each call's time goes to ``leases`` / ``completes``."""
+    from shared.database import Database, JobOutcome
+    from shared.jobs import JobStatus
+
+    db = Database(database_url, "jobs-bench", pool_size=1)
+    leased = 0
+    try:
+        # Connects (not timed); the job it takes is finished below.
+        await db.lease_jobs("bench", ["echo"], 1, 30)
+        while True:
+            began = time.perf_counter()
+            jobs = await db.lease_jobs("bench", ["echo"], batch, 30)
+            between = time.perf_counter()
+            if not jobs:
+                return leased
+            outcomes = [JobOutcome(job.job_id, job.lease_token, JobStatus.COMPLETED, "{}") for job in jobs]
+            await db.complete_jobs(outcomes, "bench")
+            ended = time.perf_counter()
+            leases.append(between - began)
+            completes.append(ended - between)
+            leased += len(jobs)
+    finally:
+        db.close()
 
 
 def _median_summary(summaries: list[dict[str, float]]) -> dict[str, float]:

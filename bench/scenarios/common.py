@@ -8,9 +8,10 @@ from typing import Any
 
 from bench.harness import ACTIVE, Cluster, cpu_seconds, job_counts
 from bench.loadgen import LoadResult, LoadSpec, run_workers
+from bench.report import ScenarioResult
 from bench.stats import latency_summary
 
-__all__ = ["DrainRun", "drain", "load_with_api_cpu", "prefill", "split", "summary"]
+__all__ = ["DrainRun", "add_fixed_rate", "drain", "load_with_api_cpu", "prefill", "split", "summary"]
 
 POLL_SECONDS = 0.02
 SAMPLE_SECONDS = 0.5
@@ -22,10 +23,11 @@ def split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def prefill(cluster: Cluster, jobs: int, callers: int, batch_size: int = 1000) -> LoadResult:
-    """Submit ``jobs`` echo jobs with SubmitJobs (``batch_size`` per call) from ``callers`` processes."""
+def prefill(cluster: Cluster, jobs: int, callers: int, batch_size: int = 1000, keys: int = 0) -> LoadResult:
+    """Submit ``jobs`` echo jobs with SubmitJobs (``batch_size`` per call) from ``callers`` processes,
+    spread round-robin over ``keys`` fairness keys (0: none)."""
     specs = [
-        LoadSpec(target=cluster.target, kind="batch", total_jobs=share, batch_size=batch_size)
+        LoadSpec(target=cluster.target, kind="batch", total_jobs=share, batch_size=batch_size, fairness_keys=keys)
         for share in split(jobs, callers)
     ]
     result = run_workers(specs, timeout=600)
@@ -57,7 +59,8 @@ class DrainRun:
 
     jobs: int
     executors: int
-    concurrency: int
+    concurrency: int | None  # None: the executors' default
+    keys: int = 0  # fairness keys the jobs were spread over
     prefill_jobs_per_second: float = 0.0
     launch_to_ready_seconds: float = 0.0
     ready_to_done_seconds: float = 0.0
@@ -91,12 +94,14 @@ def drain(
     cluster: Cluster,
     jobs: int,
     executors: int,
-    concurrency: int,
+    concurrency: int | None,
     prefill_callers: int,
     timeout: float,
     executor_env: dict[str, str] | None = None,
+    keys: int = 0,
 ) -> DrainRun:
     """Submit ``jobs`` jobs while no executor runs, then start the executors and time the drain.
+    ``concurrency`` None leaves the executors' default; ``keys`` spreads the jobs over fairness keys.
 
     The queue need not be empty: only the jobs submitted here are counted (by id), and the run ends
     when no job is PENDING, READY or PROCESSING.
@@ -107,14 +112,14 @@ def drain(
         raise RuntimeError(f"drain: the queue is not idle before the run: {before}")
     first_id = int(cluster.execute("SELECT coalesce(max(job_id), 0) FROM jobs")[0][0]) + 1
     ctx.say(f"drain: submitting {jobs} jobs")
-    filled = prefill(cluster, jobs, prefill_callers)
+    filled = prefill(cluster, jobs, prefill_callers, keys=keys)
     # Fresh statistics for the planner, as autovacuum would give a long-lived table.
     cluster.execute("ANALYZE jobs")
-    run = DrainRun(jobs, executors, concurrency, prefill_jobs_per_second=filled.jobs_per_second)
+    run = DrainRun(jobs, executors, concurrency, keys, prefill_jobs_per_second=filled.jobs_per_second)
     service_cpu = cluster.service_cpu_seconds()
     with cluster.executors(executors, concurrency, executor_env) as fleet:
         run.executor_settings = fleet.settings()
-        ctx.say(f"drain: starting {executors} executors x concurrency {concurrency}")
+        ctx.say(f"drain: starting {executors} executors x concurrency {concurrency or 'default'}, {keys} keys")
         launched = fleet.launch()
         fleet.wait_ready()
         ready_cpu = fleet.cpu_seconds()
@@ -169,3 +174,17 @@ def summary(result: LoadResult, scheduled: bool = False) -> dict[str, Any]:
         **({"latency_from_schedule": latency_summary(result.scheduled_latencies)} if scheduled else {}),
         "error_samples": result.error_samples,
     }
+
+
+def add_fixed_rate(
+    result: ScenarioResult, label: str, unit: str, load: LoadResult, api_cores: float, offered: float
+) -> dict[str, Any]:
+    """The rows of an open-loop run at ``offered`` calls/s (p99 counted from each call's scheduled send,
+    target < 20 ms); its details for the JSON."""
+    lat = latency_summary(load.scheduled_latencies)
+    result.add(f"{label}: achieved", load.calls_per_second, unit, note=f"api {api_cores:.2f} cores")
+    result.add(f"{label}: p50", lat["p50_ms"], "ms", note="from scheduled send")
+    result.add(f"{label}: p99", lat["p99_ms"], "ms", "< 20", note="from scheduled send")
+    if load.errors or load.dropped:
+        result.add(f"{label}: errors+dropped", load.errors + load.dropped, "calls")
+    return {"offered_per_second": offered, "api_cores": round(api_cores, 2), **summary(load, scheduled=True)}

@@ -13,8 +13,8 @@ from bench.config import BenchConfig
 from bench.harness import BenchContext, Cluster
 from bench.loadgen import LoadSpec
 from bench.report import ScenarioResult
-from bench.scenarios.common import load_with_api_cpu, split, summary
-from bench.stats import latency_summary, median
+from bench.scenarios.common import add_fixed_rate, load_with_api_cpu, split, summary
+from bench.stats import median
 
 NAME = "unary"
 DESCRIPTION = "SubmitJob over gRPC: RPCs/s and latency at concurrency 32; p50/p99 at a fixed offered rate"
@@ -80,17 +80,8 @@ def run(ctx: BenchContext, config: BenchConfig) -> ScenarioResult:
         summary_["api_cores"] = round(cores, 2)
     details = {"clients": clients, "concurrency": conc, "closed_loop_runs": runs}
     if fixed is not None:
-        lat = latency_summary(fixed.scheduled_latencies)
-        rate = f"{config.unary_rate:,.0f}/s"
-        result.add(f"{rate}: achieved", fixed.calls_per_second, "RPC/s", note=f"api {fixed_cores:.2f} cores")
-        result.add(f"{rate}: p50", lat["p50_ms"], "ms", note="from scheduled send")
-        result.add(f"{rate}: p99", lat["p99_ms"], "ms", "< 20", note="from scheduled send")
-        if fixed.errors or fixed.dropped:
-            result.add(f"{rate}: errors+dropped", fixed.errors + fixed.dropped, "calls")
-        details["fixed_rate"] = {
-            "offered_per_second": config.unary_rate,
-            "api_cores": round(fixed_cores, 2),
-            **summary(fixed, scheduled=True),
-        }
+        details["fixed_rate"] = add_fixed_rate(
+            result, f"{config.unary_rate:,.0f}/s", "RPC/s", fixed, fixed_cores, config.unary_rate
+        )
     result.details = details
     return result

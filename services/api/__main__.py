@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import os
 import shutil
@@ -25,63 +24,45 @@ import time
 from services.api.server import serve
 from services.api.settings import ApiSettings
 from shared.errors import SchemaOutOfDate
+from shared.runtime import Shutdown
 from shared.settings import SettingsError
 from shared.telemetry import configure_logging, configure_tracing, shutdown_tracing
 
 log = logging.getLogger("services.api")
 
-MAX_PROCESSES = 64
 # Set in the api processes a supervisor starts: "index/count".
 WORKER_ENV = "JOBS_API_PROCESS"
 # How long the api processes get to drain after SIGTERM before they are killed.
 STOP_TIMEOUT_SECONDS = 30.0
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one flag per setting, each overriding its environment variable."""
     parser = argparse.ArgumentParser(
         prog="python -m services.api",
-        description=(
-            "Serve jobs.v1.JobService over gRPC, and the same API as REST/JSON with /health and /metrics. "
-            "Settings come from the environment (see services/api/settings.py and the README); "
-            "these flags override the common ones."
-        ),
+        description="Serve jobs.v1.JobService over gRPC, and the same API as REST/JSON with /health, /metrics, "
+        "the console (/ui) and the API docs (/docs).",
+        epilog="Every flag overrides the environment variable named in its help; "
+        + ", ".join(ApiSettings.environment_only())
+        + " are read from the environment only, so secrets stay out of the process list.",
     )
-    parser.add_argument("--grpc-port", type=int, help="gRPC port (env GRPC_PORT, default 50051)")
-    parser.add_argument("--http-port", type=int, help="REST, /health and /metrics port (env HTTP_PORT, default 8000)")
-    parser.add_argument("--bind-host", help="address to listen on (env BIND_HOST, default 0.0.0.0)")
-    parser.add_argument("--database-url", help="PostgreSQL URL (env DATABASE_URL)")
-    parser.add_argument(
-        "--processes",
-        type=int,
-        help="api processes sharing the ports, one interpreter each (env API_PROCESSES, default 1)",
-    )
-    return parser.parse_args(argv)
+    ApiSettings.add_flags(parser)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        settings = ApiSettings.from_env()
+        settings = ApiSettings.from_args(args)
     except SettingsError as exc:
         print(f"services.api: invalid setting: {exc}", file=sys.stderr)
         return 2
-    overrides = {
-        "grpc_port": args.grpc_port,
-        "http_port": args.http_port,
-        "bind_host": args.bind_host,
-        "database_url": args.database_url,
-        "processes": args.processes,
-    }
-    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     configure_logging("api", settings.log_level, settings.log_format)
-    if not 1 <= settings.processes <= MAX_PROCESSES:
-        log.error("--processes must be between 1 and %d, got %d", MAX_PROCESSES, settings.processes)
-        return 2
     if settings.processes > 1 and WORKER_ENV not in os.environ:
         return supervise(settings.processes, sys.argv[1:] if argv is None else argv)
-    configure_tracing("jobs-api")
+    traced = configure_tracing("jobs-api")
     try:
-        asyncio.run(_run(settings))
+        asyncio.run(_run(settings, traced))
     except SchemaOutOfDate as exc:
         log.error("%s", exc.message)
         return 2
@@ -90,12 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _run(settings: ApiSettings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await serve(settings, stop)
+async def _run(settings: ApiSettings, traced: bool) -> None:
+    await serve(settings, Shutdown().install().requested, traced)
 
 
 def supervise(count: int, argv: list[str]) -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -17,10 +19,13 @@ from shared.errors import (
     InvalidArgument,
     JobNotFound,
     JobServiceError,
+    PermissionDenied,
     ScheduleAlreadyExists,
     ScheduleNotFound,
     SchemaOutOfDate,
+    TooManyRequests,
     TypeLimitsNotFound,
+    Unauthenticated,
 )
 
 __all__ = ["DOMAIN_ERROR_CODES", "ERROR_DOMAIN", "GRPC_TO_HTTP", "http_status", "status_for"]
@@ -37,6 +42,9 @@ DOMAIN_ERROR_CODES: dict[type[JobServiceError], grpc.StatusCode] = {
     ScheduleNotFound: grpc.StatusCode.NOT_FOUND,
     ScheduleAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     TypeLimitsNotFound: grpc.StatusCode.NOT_FOUND,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    TooManyRequests: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 # As grpc-gateway and Google's HTTP APIs map them.
@@ -73,12 +81,19 @@ def http_status(code: grpc.StatusCode) -> int:
 
 
 def status_for(error: JobServiceError) -> grpc.Status:
-    """A rich gRPC status (AIP-193): canonical code, message, ErrorInfo and, for bad fields, BadRequest."""
+    """A rich gRPC status (AIP-193): canonical code, message, ErrorInfo and, for bad fields, BadRequest;
+    for a refused role, ErrorInfo's metadata names the role needed; for a rate limit, RetryInfo (the REST
+    shim turns it into Retry-After)."""
     code = grpc_code(error)
-    details = [error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)]
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
+    details: list[Message] = [info]
     if isinstance(error, InvalidArgument):
         violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.description)
         details.append(error_details_pb2.BadRequest(field_violations=[violation]))
+    elif isinstance(error, PermissionDenied) and error.needed:
+        info.metadata["needed_role"] = error.needed
+    elif isinstance(error, TooManyRequests):
+        details.append(error_details_pb2.RetryInfo(retry_delay=Duration(seconds=error.retry_after_seconds)))
     packed = []
     for detail in details:
         holder = any_pb2.Any()

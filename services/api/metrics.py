@@ -1,32 +1,33 @@
-"""The api's Prometheus metrics (served at HTTP_PORT/metrics).
+"""The api's Prometheus metrics (served at HTTP_PORT/metrics). Job types are labels only up to
+METRICS_MAX_LABEL_VALUES distinct ones; later ones count as ``_other`` (shared.telemetry.LabelCap).
 
 jobs_created_total{job_type}          jobs created by submits (idempotent replays excluded)
 jobs_deduplicated_total{job_type}     submits answered with the existing job of their idempotency key
-rpc_requests_total{method,code}       RPCs completed (REST calls included: they go through gRPC)
+rpc_requests_total{method,code}       RPCs completed (REST calls included: the same wrapper counts them)
 rpc_duration_seconds{method}          RPC handling time
-database_errors_total                 requests failed because the database was unavailable
 jobs_pending_count, jobs_ready_count, the seed's queue-depth gauges, from a cached read of the job_counts
 jobs_processing_count                 aggregate (QueueDepth): a scrape never waits for the database
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from shared.jobs import JobStatus, SubmitResult
+from shared.telemetry import JOB_TYPE_LABEL
 
 __all__ = [
-    "DATABASE_ERRORS",
     "JOBS_CREATED",
     "QUEUE_DEPTH",
     "QUEUE_DEPTH_GAUGES",
@@ -52,16 +53,15 @@ RPC_SECONDS = Histogram(
     ["method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-DATABASE_ERRORS = Counter("database_errors_total", "Requests that failed because the database was unavailable")
 
 
 def record_submitted(results: Iterable[SubmitResult]) -> None:
     created = Tally(r.job.type for r in results if r.created)
     replayed = Tally(r.job.type for r in results if not r.created)
     for job_type, n in created.items():
-        JOBS_CREATED.labels(job_type).inc(n)
+        JOBS_CREATED.labels(JOB_TYPE_LABEL(job_type)).inc(n)
     for job_type, n in replayed.items():
-        JOBS_DEDUPLICATED.labels(job_type).inc(n)
+        JOBS_DEDUPLICATED.labels(JOB_TYPE_LABEL(job_type)).inc(n)
 
 
 # The seed's queue-depth gauges: name -> (status, help).
@@ -82,7 +82,7 @@ class QueueDepth(Collector):
     Read from the job_counts aggregate (one small query, never a scan of jobs) at most every
     ``max_age_seconds``, and only while someone scrapes. /metrics is served on the event loop, so a
     scrape never waits for that query: it answers with the last counts and, when they are older than
-    ``max_age_seconds``, starts one read in a background thread for the next scrape.
+    ``max_age_seconds``, starts one read (a gateway call on the event loop) for the next scrape.
     """
 
     def __init__(
@@ -92,15 +92,18 @@ class QueueDepth(Collector):
     ) -> None:
         self.max_age_seconds = max_age_seconds
         self.stale_seconds = stale_seconds
-        self._read: Callable[[], Mapping[JobStatus, int]] | None = None
+        self._read: Callable[[], Awaitable[Mapping[JobStatus, int]]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._counts: Mapping[JobStatus, int] = {}
         self._read_at = -math.inf
         self._reading = False
         self._lock = threading.Lock()
 
-    def attach(self, read: Callable[[], Mapping[JobStatus, int]]) -> None:
-        """Count with ``read`` (jobs per status, from job_counts) from now on; the first read starts at once."""
+    def attach(self, read: Callable[[], Awaitable[Mapping[JobStatus, int]]]) -> None:
+        """Count with ``read`` (jobs per status, from job_counts) on the running event loop from now on;
+        the first read starts at once."""
         self._read = read
+        self._loop = asyncio.get_running_loop()
         self._read_soon()
 
     def describe(self) -> Iterable[Metric]:
@@ -118,15 +121,16 @@ class QueueDepth(Collector):
 
     def _read_soon(self) -> None:
         with self._lock:
-            if self._read is None or self._reading:
+            if self._read is None or self._loop is None or self._reading:
                 return
             self._reading = True
-        threading.Thread(target=self._read_counts, name="queue-depth", daemon=True).start()
+        # Scrapes may come from any thread (the REST app's loop, or a test's registry read).
+        asyncio.run_coroutine_threadsafe(self._read_counts(), self._loop)
 
-    def _read_counts(self) -> None:
+    async def _read_counts(self) -> None:
         assert self._read is not None
         try:
-            self._counts = dict(self._read())
+            self._counts = dict(await self._read())
             self._read_at = time.monotonic()
         except Exception as error:  # the database is away: the gauges go stale, then silent
             log.debug("queue depth not read: %s", error)

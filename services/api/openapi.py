@@ -1,37 +1,31 @@
-"""An OpenAPI 3.1 document for the REST shim, generated from the same descriptors the shim serves.
+"""The OpenAPI 3.1 document of the REST shim, written by ``make proto`` next to the generated code.
 
 Routes come from ``routes_for_service`` (the proto's google.api.http rules), shapes from the message
-descriptors, so nothing here is written twice: a new RPC, field or enum value shows up in /openapi.json
-the next time the api starts. The JSON described is the shim's: snake_case names, every field present
-(fields with presence as null when unset), enums as bare names, int64 as JSON numbers, Struct as a
-free-form object and Timestamp as an RFC 3339 string.
-
-Descriptions come from the comments in the .proto source when it can be found (the generated Python
-code carries no comments); without it the document has the same structure, only fewer words.
+descriptors and descriptions from the proto's comments (protoc's source info), so nothing here is written
+twice: a new RPC, field or enum value shows up in shared/proto/jobs/v1/openapi.json the next time
+``make proto`` runs, and ``make proto-check`` fails while the committed file lags behind. The api serves
+that file as it is (services/api/console); nothing here runs in the api process. The JSON described is the
+shim's: snake_case names, every field present (fields with presence as null when unset), enums as bare
+names, int64 as JSON numbers, Struct as a free-form object and Timestamp as an RFC 3339 string.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, ServiceDescriptor
+from google.protobuf.descriptor_pb2 import EnumDescriptorProto, FileDescriptorProto
 
 from services.api.errors import GRPC_TO_HTTP
 from services.api.rest import Route, routes_for_service
 
-__all__ = ["openapi_document", "proto_comments"]
+__all__ = ["openapi_document", "source_comments"]
 
 OPENAPI_VERSION = "3.1.0"
 ERROR_SCHEMA = "Error"
 # The error statuses every operation lists (the rest fall under "default").
 ERROR_STATUSES = (400, 401, 404, 409, 503)
-# Where the .proto sources may be: the repository's proto/ (a checkout, an editable install) or the
-# working directory's (an image that copies proto/ next to the code).
-PROTO_ROOTS = (Path(__file__).resolve().parents[2] / "proto", Path.cwd() / "proto")
 
 _SCALARS: dict[int, dict[str, Any]] = {
     FieldDescriptor.TYPE_DOUBLE: {"type": "number", "format": "double"},
@@ -87,13 +81,6 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
         "additionalProperties": True,
     },
 }
-
-
-def _version() -> str:
-    try:
-        return metadata.version("jobservice")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 class _Builder:
@@ -241,10 +228,12 @@ def _operation(route: Route, builder: _Builder, service: ServiceDescriptor) -> d
     for name in route.path_fields:
         field = request.fields_by_name[name]
         parameters.append(_parameter(field, "path", builder, required=True))
-    # As the shim reads them: without a body, the other top-level scalar fields come from the query.
+    # As the shim reads them: without a body, the other top-level scalar fields (and timestamps, written
+    # as RFC 3339 strings) come from the query.
     if not route.body:
         for field in request.fields:
-            if field.name in path_fields or (field.message_type is not None and field.enum_type is None):
+            nested = field.message_type
+            if field.name in path_fields or (nested is not None and nested.full_name != "google.protobuf.Timestamp"):
                 continue
             parameters.append(_parameter(field, "query", builder, required=False))
     operation: dict[str, Any] = {
@@ -320,10 +309,9 @@ def _success(route: Route, builder: _Builder) -> dict[str, Any]:
     return {"description": "OK", "content": {"application/json": {"schema": schema}}}
 
 
-def openapi_document(service: ServiceDescriptor, comments: dict[str, str] | None = None) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every annotated route of ``service``."""
-    if comments is None:
-        comments = proto_comments(service.file.name)
+def openapi_document(service: ServiceDescriptor, comments: dict[str, str], version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every annotated route of ``service``, described by ``comments`` (by full
+    name, as ``source_comments`` reads them), for release ``version``."""
     builder = _Builder(comments)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes_for_service(service):
@@ -336,7 +324,7 @@ def openapi_document(service: ServiceDescriptor, comments: dict[str, str] | None
     )
     return {
         "openapi": OPENAPI_VERSION,
-        "info": {"title": service.full_name, "version": _version(), "description": description},
+        "info": {"title": service.full_name, "version": version, "description": description},
         "servers": [{"url": "/"}],
         "tags": [{"name": service.name, "description": _summary(comments.get(service.full_name), service.name)}],
         "paths": paths,
@@ -350,100 +338,65 @@ def openapi_document(service: ServiceDescriptor, comments: dict[str, str] | None
     }
 
 
-# ---- comments from the .proto source -------------------------------------------------------------------
+# ---- comments from protoc's source info -----------------------------------------------------------------
 
-_TOKEN = re.compile(
-    r'(?P<comment>//[^\n]*)|(?P<block>/\*.*?\*/)|(?P<string>"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\')'
-    r"|(?P<word>[A-Za-z_][\w.]*)|(?P<number>-?\d+)|(?P<newline>\n)|(?P<punct>[{}();=<>,\[\]])|(?P<space>[ \t\r]+)"
-    r"|(?P<other>.)",
-    re.DOTALL,
-)
-
-
-def proto_comments(file_name: str, roots: Iterable[Path] = PROTO_ROOTS) -> dict[str, str]:
-    """Leading comments of the services, RPCs, messages, fields, enums and values in the .proto named
-    ``file_name`` (as the descriptor names it), by full name; empty when the source is not found."""
-    for root in roots:
-        path = root / file_name
-        if path.is_file():
-            return parse_proto_comments(path.read_text())
-    return {}
+# Field numbers of descriptor.proto: where a SourceCodeInfo path steps into a list of declarations.
+_FILE_MESSAGES, _FILE_ENUMS, _FILE_SERVICES = 4, 5, 6
+_MESSAGE_FIELDS, _MESSAGE_NESTED, _MESSAGE_ENUMS = 2, 3, 4
+_ENUM_VALUES = 2
+_SERVICE_METHODS = 2
 
 
-def parse_proto_comments(text: str) -> dict[str, str]:
-    """Leading comments (the ``//`` lines right above a declaration) by the declaration's full name."""
+def source_comments(file: FileDescriptorProto) -> dict[str, str]:
+    """Leading comments of the services, RPCs, messages, fields, enums and enum values of ``file`` (compiled
+    with ``protoc --include_source_info``), by full name, reflowed into paragraphs."""
     comments: dict[str, str] = {}
-    package = ""
-    scopes: list[tuple[str, str]] = []  # (kind, full name) per open brace
-    pending: list[str] = []  # comment lines of the block just above
-    pending_line = -1  # the line the pending block ended on
-    line = 0
-    statement: list[str] = []
-    comment_for_statement: list[str] = []
-
-    def scope_name() -> str:
-        for _, name in reversed(scopes):
+    for location in file.source_code_info.location:
+        if location.leading_comments:
+            name = _declaration(file, list(location.path))
             if name:
-                return name
-        return package
-
-    def named(name: str) -> str:
-        parent = scope_name()
-        return f"{parent}.{name}" if parent else name
-
-    def remember(full_name: str, lines: list[str]) -> None:
-        text = _reflow(lines)
-        if text:
-            comments[full_name] = text
-
-    for match in _TOKEN.finditer(text):
-        kind = match.lastgroup
-        value = match.group()
-        if kind == "newline":
-            line += 1
-            continue
-        if kind in ("space", "block"):
-            line += value.count("\n")
-            continue
-        if kind == "comment":
-            if pending and pending_line != line - 1:
-                pending = []
-            pending.append(value[2:].removeprefix(" ").rstrip())
-            pending_line = line
-            continue
-        if not statement:
-            comment_for_statement = pending if pending and pending_line == line - 1 else []
-        pending = []
-        if kind == "string":
-            statement.append('""')
-            continue
-        if value == "{":
-            head = statement
-            scope_kind, scope = "block", ""
-            if len(head) >= 2 and head[0] in ("message", "enum", "service"):
-                scope_kind, scope = head[0], named(head[1])
-                remember(scope, comment_for_statement)
-            elif len(head) >= 2 and head[0] == "rpc":
-                scope_kind = "rpc"
-                remember(named(head[1]), comment_for_statement)
-            elif len(head) >= 2 and head[0] == "oneof":
-                scope_kind = "oneof"
-            scopes.append((scope_kind, scope))
-            statement = []
-            continue
-        if value == "}":
-            if scopes:
-                scopes.pop()
-            statement = []
-            continue
-        if value == ";":
-            _statement(statement, scopes, named, package, comment_for_statement, remember)
-            if len(statement) >= 2 and statement[0] == "package":
-                package = statement[1]
-            statement = []
-            continue
-        statement.append(value)
+                lines = [line.removeprefix(" ").rstrip() for line in location.leading_comments.splitlines()]
+                text = _reflow(lines)
+                if text:
+                    comments[name] = text
     return comments
+
+
+def _declaration(file: FileDescriptorProto, path: list[int]) -> str | None:
+    """The full name of the declaration a SourceCodeInfo ``path`` points at; None for anything else."""
+    package = file.package
+    if len(path) == 2 and path[0] == _FILE_SERVICES:
+        return f"{package}.{file.service[path[1]].name}"
+    if len(path) == 4 and path[0] == _FILE_SERVICES and path[2] == _SERVICE_METHODS:
+        service = file.service[path[1]]
+        return f"{package}.{service.name}.{service.method[path[3]].name}"
+    if len(path) >= 2 and path[0] == _FILE_ENUMS:
+        return _enum_declaration(package, file.enum_type[path[1]], path[2:])
+    if len(path) < 2 or path[0] != _FILE_MESSAGES:
+        return None
+    message = file.message_type[path[1]]
+    scope = f"{package}.{message.name}"
+    rest = path[2:]
+    while len(rest) >= 2 and rest[0] == _MESSAGE_NESTED:
+        message = message.nested_type[rest[1]]
+        scope = f"{scope}.{message.name}"
+        rest = rest[2:]
+    if not rest:
+        return scope
+    if len(rest) == 2 and rest[0] == _MESSAGE_FIELDS:
+        return f"{scope}.{message.field[rest[1]].name}"
+    if len(rest) >= 2 and rest[0] == _MESSAGE_ENUMS:
+        return _enum_declaration(scope, message.enum_type[rest[1]], rest[2:])
+    return None
+
+
+def _enum_declaration(scope: str, enum: EnumDescriptorProto, rest: list[int]) -> str | None:
+    if not rest:
+        return f"{scope}.{enum.name}"
+    if len(rest) == 2 and rest[0] == _ENUM_VALUES:
+        # Enum values are named like siblings of their enum (C++ scoping rules).
+        return f"{scope}.{enum.value[rest[1]].name}"
+    return None
 
 
 def _reflow(lines: list[str]) -> str:
@@ -461,31 +414,3 @@ def _reflow(lines: list[str]) -> str:
     if current:
         paragraphs.append(" ".join(current))
     return "\n\n".join(paragraphs)
-
-
-def _statement(
-    tokens: list[str],
-    scopes: list[tuple[str, str]],
-    named: Any,
-    package: str,
-    comment: list[str],
-    remember: Any,
-) -> None:
-    """A statement ending in ';': a field, an enum value or an rpc without options."""
-    if not tokens or not comment:
-        return
-    if tokens[0] in ("option", "reserved", "extensions", "syntax", "import", "package"):
-        return
-    kinds = [kind for kind, _ in scopes if kind != "block"]
-    inside = kinds[-1] if kinds else ""
-    if tokens[0] == "rpc" and len(tokens) >= 2:
-        remember(named(tokens[1]), comment)
-    elif "=" in tokens:
-        name = tokens[tokens.index("=") - 1]
-        if inside in ("message", "oneof", "enum"):
-            if inside == "enum":
-                # Enum values are siblings of their enum, in its parent's scope (C++ scoping rules).
-                enum_scope = next(scope for kind, scope in reversed(scopes) if kind == "enum")
-                remember(f"{enum_scope.rpartition('.')[0]}.{name}", comment)
-            else:
-                remember(named(name), comment)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
-import shutil
 import ssl
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,64 +13,73 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+from opentelemetry import trace
 
 from services.api import metrics
 from services.api.auth import TokenChecker
 from services.api.instrumentation import InstrumentedServer
-from services.api.rest import build_rest_app
-from services.api.servicer import JobServicer
-from services.api.settings import ApiSettings
-from shared.database.engine import create_database_engine
-from shared.database.jobs import JobStore
-from shared.database.maintenance import JobMaintenance
-from shared.database.schema import check_schema
-from shared.errors import DatabaseUnavailable
+from services.api.rest import RestLimits, build_rest_app
+from services.api.servicer import BULK_METHODS, JobServicer
+from services.api.settings import ApiSettings, is_loopback
+from shared.database import Database
 from shared.proto.jobs.v1 import job_service_pb2 as pb
 from shared.proto.jobs.v1 import job_service_pb2_grpc as pb_grpc
+from shared.runtime import wait_for_schema
+from shared.telemetry import JOB_TYPE_LABEL
 
 __all__ = ["serve"]
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["JobService"].full_name
-SCHEMA_RETRY_SECONDS = 2.0
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 
-async def wait_for_database(settings: ApiSettings, stop: asyncio.Event) -> JobStore | None:
-    """Connect and check the schema, retrying while the database is unreachable.
+async def serve(settings: ApiSettings, stop: asyncio.Event, traced: bool = False) -> None:
+    """Serve gRPC and REST until ``stop`` is set, then drain in-flight calls briefly.
 
-    SchemaOutOfDate propagates: running on an old schema would corrupt nothing but fail every call.
+    Waits for the database first; SchemaOutOfDate propagates: running on an old schema would corrupt
+    nothing but fail every call.
     """
-    engine = create_database_engine(settings.database_url, "jobservice-api", pool_size=settings.db_pool_size)
-    while not stop.is_set():
-        try:
-            await asyncio.to_thread(check_schema, engine)
-            # Group commit's connection: it writes one group of unary submits at a time.
-            writer = create_database_engine(settings.database_url, "jobservice-api", pool_size=1, autocommit=True)
-            return JobStore(engine, writer)
-        except DatabaseUnavailable as exc:
-            log.warning("waiting for the database: %s", exc.message)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), SCHEMA_RETRY_SECONDS)
-    return None
+    # group_writer: group commit's connection, which writes one group of unary submits at a time.
+    db = Database(
+        settings.database_url,
+        "jobservice-api",
+        pool_size=settings.db_pool_size,
+        group_writer=True,
+        tracer=trace.get_tracer("shared.database") if traced else None,
+        pooler=settings.database_pooler,
+    )
+    try:
+        if await wait_for_schema(db.check_schema, stop):
+            await _serve(settings, db, stop)
+    finally:
+        db.close()
 
 
-async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
-    """Serve gRPC and REST until ``stop`` is set, then drain in-flight calls briefly."""
-    store = await wait_for_database(settings, stop)
-    if store is None:
-        return
-    metrics.QUEUE_DEPTH.attach(JobMaintenance(store.engine).count_jobs_by_status)
+async def _serve(settings: ApiSettings, db: Database, stop: asyncio.Event) -> None:
+    metrics.QUEUE_DEPTH.attach(db.count_jobs_by_status)
     message_options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
-    tokens = TokenChecker(settings.api_tokens)
+    tokens = TokenChecker(
+        settings.api_tokens,
+        rate_limit=settings.token_rate_limit,
+        rate_burst=settings.token_rate_burst,
+        failure_limit=settings.auth_failure_limit,
+        failure_window_seconds=settings.auth_failure_window_seconds,
+    )
+    JOB_TYPE_LABEL.cap = settings.metrics_max_label_values
     server = grpc.aio.server(options=message_options)
     # Every service registers through it, so that each method is wrapped with auth, spans, errors and metrics.
-    instrumented = InstrumentedServer(server, tokens, settings.request_timeout_seconds)
-    servicer = JobServicer(store, settings)
+    instrumented = InstrumentedServer(
+        server,
+        tokens,
+        settings.request_timeout_seconds,
+        dict.fromkeys(BULK_METHODS, settings.bulk_request_timeout_seconds),
+    )
+    servicer = JobServicer(db, settings)
     pb_grpc.add_JobServiceServicer_to_server(servicer, instrumented)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, instrumented)
@@ -87,24 +93,28 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
         server.add_insecure_port(grpc_address)
     else:
         server.add_secure_port(grpc_address, grpc.ssl_server_credentials([(tls.key, tls.cert)]))
-    # The REST shim reaches the gRPC server over a private unix socket: no TLS or port needed on loopback.
-    socket_dir = tempfile.mkdtemp(prefix="jobs-api-")
-    loopback = f"unix:{socket_dir}/grpc.sock"
-    server.add_insecure_port(loopback)
     await server.start()
     for name in (SERVICE_NAME, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    channel = grpc.aio.insecure_channel(loopback, options=message_options)
+    # The REST shim calls the instrumented JobService methods in-process.
     app = build_rest_app(
-        channel,
+        instrumented,
         pb.DESCRIPTOR.services_by_name["JobService"],
-        settings.max_message_bytes,
+        RestLimits(settings.max_message_bytes, settings.http_body_timeout_seconds),
         metrics.exposition,
         tokens if settings.metrics_require_token else None,
     )
     # handler_cancellation: a REST watch whose client went away must not keep streaming.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
+    # keepalive_timeout: a connection gets this long to complete a request's headers, from its start or
+    # from the previous reply (aiohttp closes one still waiting for them), and no longer to sit idle.
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        handler_cancellation=True,
+        keepalive_timeout=settings.http_header_timeout_seconds,
+    )
     await runner.setup()
     site = web.TCPSite(
         runner,
@@ -121,8 +131,13 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
         settings.bind_host,
         settings.http_port,
         "TLS" if tls else "plaintext",
-        "token auth" if tokens.enabled else "no auth",
+        "token auth with roles" if tokens.enabled else "no auth",
     )
+    if not tokens.enabled and not is_loopback(settings.bind_host):
+        log.warning(
+            "no API_TOKENS: anyone who can reach %s may call every method (ALLOW_UNAUTHENTICATED=true)",
+            settings.bind_host,
+        )
 
     # Everything built so far lives as long as the process: out of the collector's way, so that the
     # full collections a busy api triggers do not walk it again each time.
@@ -132,12 +147,7 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
     await health_servicer.enter_graceful_shutdown()
     await runner.cleanup()
     await server.stop(SHUTDOWN_GRACE_SECONDS)
-    await channel.close()
     await servicer.close()
-    store.engine.dispose()
-    if store.autocommit_engine is not None:
-        store.autocommit_engine.dispose()
-    shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -1,118 +1,203 @@
-"""The api process's settings, read once from the environment in ``__main__``.
+"""The api process's settings: one frozen object, built from the environment and the flags in ``__main__``.
 
-Environment variables (flags of ``python -m services.api`` override the common ones):
-
-- DATABASE_URL               PostgreSQL to use (postgresql://user:password@host:port/db)
-- GRPC_PORT                  gRPC port (default 50051)
-- HTTP_PORT                  REST shim, /health and /metrics (default 8000)
-- BIND_HOST                  address both servers listen on (default 0.0.0.0)
-- DB_POOL_SIZE               database connections of this process (default 10; per api process)
-- API_PROCESSES              api processes sharing the two ports (SO_REUSEPORT), one interpreter each:
-                             more than 1 uses more cores on one machine (default 1)
-- MAX_PAYLOAD_BYTES          largest payload, encoded as JSON (default 1048576)
-- MAX_BATCH_SIZE             most jobs in one SubmitJobs call (default 1000)
-- MAX_PAGE_SIZE              largest ListJobs page (default 500)
-- MAX_MESSAGE_BYTES          largest gRPC message and REST body (default 16777216)
-- JOB_TIMEOUT_SECONDS        timeout_seconds of jobs submitted without one (default 300)
-- WATCH_POLL_INTERVAL_SECONDS  how often WatchJob looks for changes (default 0.1)
-- REQUEST_TIMEOUT_SECONDS    longest a unary RPC (and so a REST call) may take before it fails with
-                             DEADLINE_EXCEEDED (504), whatever deadline the client sent (default 30)
-- API_TOKENS                 comma-separated bearer tokens; when set (or API_TOKENS_FILE), every call
-                             but health checks needs ``authorization: Bearer <token>``
-- API_TOKENS_FILE            a file of tokens, one per line
-- METRICS_REQUIRE_TOKEN      true: /metrics needs a token too (default false)
-- TLS_CERT_FILE, TLS_KEY_FILE  serve gRPC and REST over TLS with this certificate and key (PEM)
-- LOG_LEVEL, LOG_FORMAT      logging (INFO; text or json)
+Each field is one declaration (shared/settings.py): variable, flag, type, range, default and help, from which
+``--help`` and the README's table are made too.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from services.api.auth import load_tokens
-from shared.settings import (
-    SettingsError,
-    database_url_from_env,
-    env_bool,
-    env_float,
-    env_int,
-    env_log_format,
-    env_log_level,
-    env_str,
-)
+from services.api.auth import Role, load_tokens
+from shared.egress import EgressPolicy
+from shared.settings import ProcessSettings, SettingsError, setting
 
-__all__ = ["ApiSettings"]
+__all__ = ["BULK_BATCH_SIZE", "BULK_SELECT_SIZE", "DEFAULT_PAGE_SIZE", "ApiSettings", "is_loopback"]
 
-DEFAULT_GRPC_PORT = 50051
-DEFAULT_HTTP_PORT = 8000
-DEFAULT_BIND_HOST = "0.0.0.0"
-DEFAULT_DB_POOL_SIZE = 10
-DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
-DEFAULT_MAX_BATCH_SIZE = 1000
-DEFAULT_MAX_PAGE_SIZE = 500
+# The ListJobs page of a request without page_size (MAX_PAGE_SIZE bounds the ones that have one).
 DEFAULT_PAGE_SIZE = 50
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-DEFAULT_JOB_TIMEOUT_SECONDS = 300
-DEFAULT_WATCH_POLL_INTERVAL_SECONDS = 0.1
-DEFAULT_REQUEST_TIMEOUT_SECONDS = 30.0
+# Jobs per transaction of CancelJobs and RetryJobs: short enough that executors and submits never wait
+# long on their row locks, long enough that 100,000 jobs take a hundred round trips.
+BULK_BATCH_SIZE = 1000
+# Matching ids CancelJobs and RetryJobs read at a time (no lock held), for BULK_SELECT_SIZE / BULK_BATCH_SIZE
+# transactions. Larger than a batch because a read may cost as much as the matches left, however many it
+# returns (docs/search.md: a bulk action right after another one, on stale statistics).
+BULK_SELECT_SIZE = 10 * BULK_BATCH_SIZE
+MAX_PROCESSES = 64
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address, or "localhost") is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _readable_file(raw: str) -> str:
+    if not os.path.isfile(raw):
+        raise ValueError("is not a readable file")
+    return raw
 
 
 @dataclass(frozen=True)
-class ApiSettings:
-    database_url: str
-    grpc_port: int = DEFAULT_GRPC_PORT
-    http_port: int = DEFAULT_HTTP_PORT
-    bind_host: str = DEFAULT_BIND_HOST
-    db_pool_size: int = DEFAULT_DB_POOL_SIZE
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
-    max_page_size: int = DEFAULT_MAX_PAGE_SIZE
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    job_timeout_seconds: int = DEFAULT_JOB_TIMEOUT_SECONDS
-    watch_poll_interval_seconds: float = DEFAULT_WATCH_POLL_INTERVAL_SECONDS
-    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
-    log_level: str = "INFO"
-    log_format: str = "text"
-    api_tokens: frozenset[str] = frozenset()
-    metrics_require_token: bool = False
-    tls_cert_file: str = ""
-    tls_key_file: str = ""
-    processes: int = 1
+class ApiSettings(ProcessSettings):
+    """Everything the api process is configured with."""
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
-        """Build the settings from environment variables; SettingsError names a bad one."""
-        tls_cert_file = env_str("TLS_CERT_FILE", "", env)
-        tls_key_file = env_str("TLS_KEY_FILE", "", env)
-        if bool(tls_cert_file) != bool(tls_key_file):
+    grpc_port: int = setting("GRPC_PORT", 50051, "gRPC port", minimum=1, maximum=65535)
+    http_port: int = setting("HTTP_PORT", 8000, "REST, /health and /metrics port", minimum=1, maximum=65535)
+    processes: int = setting(
+        "API_PROCESSES",
+        1,
+        "api processes sharing both ports (SO_REUSEPORT; /metrics sums them), one interpreter each: more than "
+        "1 uses more cores of one machine",
+        minimum=1,
+        maximum=MAX_PROCESSES,
+        flag="--processes",
+    )
+    db_pool_size: int = setting("DB_POOL_SIZE", 10, "database connections of each api process", minimum=1, maximum=500)
+    max_payload_bytes: int = setting(
+        "MAX_PAYLOAD_BYTES", 1024 * 1024, "largest payload, encoded as JSON", minimum=2, maximum=64 * 1024 * 1024
+    )
+    max_batch_size: int = setting(
+        "MAX_BATCH_SIZE", 1000, "most jobs in one SubmitJobs call", minimum=1, maximum=100_000
+    )
+    max_page_size: int = setting(
+        "MAX_PAGE_SIZE",
+        500,
+        f"largest ListJobs page (the default page: {DEFAULT_PAGE_SIZE})",
+        minimum=1,
+        maximum=10_000,
+    )
+    max_message_bytes: int = setting(
+        "MAX_MESSAGE_BYTES",
+        16 * 1024 * 1024,
+        "largest gRPC message, and REST body (413 from its Content-Length, unread) or reply",
+        minimum=1024,
+        maximum=1024**3,
+    )
+    http_header_timeout_seconds: float = setting(
+        "HTTP_HEADER_TIMEOUT_SECONDS",
+        30.0,
+        "how long a REST connection may take to send a request's headers, from its start or the previous reply; "
+        "also how long an idle one stays open",
+        minimum=0.1,
+        maximum=3600.0,
+    )
+    http_body_timeout_seconds: float = setting(
+        "HTTP_BODY_TIMEOUT_SECONDS",
+        30.0,
+        "how long a REST request's body may take to arrive (408 after)",
+        minimum=0.1,
+        maximum=3600.0,
+    )
+    job_timeout_seconds: int = setting(
+        "JOB_TIMEOUT_SECONDS", 300, "timeout_seconds of jobs submitted without one", minimum=1, maximum=7 * 86400
+    )
+    watch_poll_interval_seconds: float = setting(
+        "WATCH_POLL_INTERVAL_SECONDS", 0.1, "how often WatchJob looks for changes", minimum=0.01, maximum=60.0
+    )
+    request_timeout_seconds: float = setting(
+        "REQUEST_TIMEOUT_SECONDS",
+        30.0,
+        "longest a unary RPC (and so a REST call) may take before it fails with DEADLINE_EXCEEDED (504); a "
+        "client's grpc-timeout (gRPC metadata or HTTP header) can only shorten it",
+        minimum=0.1,
+        maximum=3600.0,
+    )
+    bulk_request_timeout_seconds: float = setting(
+        "BULK_REQUEST_TIMEOUT_SECONDS",
+        600.0,
+        "the same for CancelJobs and RetryJobs (POST /jobs:cancel, /jobs:retry), which answer once every job of "
+        "their filter is done",
+        minimum=0.1,
+        maximum=86400.0,
+    )
+    tokens: str = setting(
+        "API_TOKENS",
+        "",
+        "comma-separated bearer tokens (16+ characters), each `TOKEN` (role admin) or `ROLE=TOKEN` (read, submit "
+        "or admin); when set (or API_TOKENS_FILE), every call but health checks needs `authorization: Bearer "
+        "<token>` of a role that may make it, else UNAUTHENTICATED / 401 (no token, a wrong one) or "
+        "PERMISSION_DENIED / 403 (a role that may not)",
+        secret=True,
+    )
+    tokens_file: str = setting(
+        "API_TOKENS_FILE",
+        "",
+        "a file of tokens, one per line (# comments), written as in API_TOKENS",
+        flag="--api-tokens-file",
+    )
+    # Declared after the tokens: its default depends on whether there are any.
+    bind_host: str = setting(
+        "BIND_HOST",
+        "127.0.0.1",
+        "address both servers listen on; any but loopback without tokens needs ALLOW_UNAUTHENTICATED",
+        derive=lambda values: "0.0.0.0" if values["tokens"] or values["tokens_file"] else "127.0.0.1",
+        shown_default="127.0.0.1 without tokens, 0.0.0.0 with them",
+    )
+    allow_unauthenticated: bool = setting(
+        "ALLOW_UNAUTHENTICATED",
+        False,
+        "serve without tokens on a BIND_HOST other than loopback, on purpose (a warning at start)",
+    )
+    token_rate_limit: float = setting(
+        "TOKEN_RATE_LIMIT",
+        0.0,
+        "calls per second each token may make on average, per api process, else RESOURCE_EXHAUSTED / 429; 0: no limit",
+        minimum=0.0,
+        maximum=1_000_000,
+    )
+    token_rate_burst: int = setting(
+        "TOKEN_RATE_BURST",
+        1,
+        "calls a token may make at once above its rate",
+        minimum=1,
+        maximum=1_000_000,
+        derive=lambda values: max(1, math.ceil(values["token_rate_limit"])),
+        shown_default="one second's worth of TOKEN_RATE_LIMIT",
+    )
+    auth_failure_limit: int = setting(
+        "AUTH_FAILURE_LIMIT",
+        20,
+        "wrong tokens offered from one client address (IPv6: one /64) after which it is refused until "
+        "AUTH_FAILURE_WINDOW_SECONDS after its first; 0: never",
+        minimum=0,
+        maximum=1_000_000,
+    )
+    auth_failure_window_seconds: float = setting(
+        "AUTH_FAILURE_WINDOW_SECONDS", 60.0, "the window of AUTH_FAILURE_LIMIT", minimum=1, maximum=86_400
+    )
+    metrics_require_token: bool = setting("METRICS_REQUIRE_TOKEN", False, "/metrics needs a token too")
+    tls_cert_file: str = setting(
+        "TLS_CERT_FILE",
+        "",
+        "PEM certificate: with TLS_KEY_FILE, gRPC and REST are served over TLS",
+        parse=_readable_file,
+    )
+    tls_key_file: str = setting("TLS_KEY_FILE", "", "PEM private key of TLS_CERT_FILE", parse=_readable_file)
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+    # The tokens of API_TOKENS and API_TOKENS_FILE together and their roles, read when the settings are made.
+    api_tokens: Mapping[str, Role] = field(init=False, repr=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "api_tokens", load_tokens(self.tokens, self.tokens_file))
+        # A callback_url must not name this process's own ports either.
+        object.__setattr__(self, "egress", self.egress.closing(self.grpc_port, self.http_port))
+        if not self.api_tokens and not self.allow_unauthenticated and not is_loopback(self.bind_host):
+            raise SettingsError(
+                f"BIND_HOST={self.bind_host} without API_TOKENS would let anyone who reaches it call every method: "
+                "set API_TOKENS (or API_TOKENS_FILE), bind 127.0.0.1, or set ALLOW_UNAUTHENTICATED=true on purpose"
+            )
+
+    def check(self) -> None:
+        """TLS needs both files."""
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise SettingsError("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
-        for name, path in (("TLS_CERT_FILE", tls_cert_file), ("TLS_KEY_FILE", tls_key_file)):
-            if path and not os.path.isfile(path):
-                raise SettingsError(f"{name}={path!r} is not a readable file")
-        return cls(
-            api_tokens=load_tokens(env_str("API_TOKENS", "", env), env_str("API_TOKENS_FILE", "", env)),
-            metrics_require_token=env_bool("METRICS_REQUIRE_TOKEN", False, env),
-            tls_cert_file=tls_cert_file,
-            tls_key_file=tls_key_file,
-            database_url=database_url_from_env(env),
-            grpc_port=env_int("GRPC_PORT", DEFAULT_GRPC_PORT, 1, 65535, env),
-            http_port=env_int("HTTP_PORT", DEFAULT_HTTP_PORT, 1, 65535, env),
-            bind_host=env_str("BIND_HOST", DEFAULT_BIND_HOST, env),
-            db_pool_size=env_int("DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, 1, 500, env),
-            max_payload_bytes=env_int("MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES, 2, 64 * 1024 * 1024, env),
-            max_batch_size=env_int("MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, 1, 100_000, env),
-            max_page_size=env_int("MAX_PAGE_SIZE", DEFAULT_MAX_PAGE_SIZE, 1, 10_000, env),
-            max_message_bytes=env_int("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 1024, 1024**3, env),
-            job_timeout_seconds=env_int("JOB_TIMEOUT_SECONDS", DEFAULT_JOB_TIMEOUT_SECONDS, 1, 7 * 86400, env),
-            watch_poll_interval_seconds=env_float(
-                "WATCH_POLL_INTERVAL_SECONDS", DEFAULT_WATCH_POLL_INTERVAL_SECONDS, 0.01, 60, env
-            ),
-            request_timeout_seconds=env_float(
-                "REQUEST_TIMEOUT_SECONDS", DEFAULT_REQUEST_TIMEOUT_SECONDS, 0.1, 3600, env
-            ),
-            log_level=env_log_level(env),
-            log_format=env_log_format(env),
-            processes=env_int("API_PROCESSES", 1, 1, 64, env),
-        )

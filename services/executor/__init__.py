@@ -3,16 +3,26 @@ leases and writes the outcomes back in batches. Run it with ``python -m services
 
 What handler authors import from here::
 
+    from pydantic import BaseModel
+
     from services.executor import JobContext, PermanentError, handler
 
+    class ResizeImage(BaseModel):
+        url: str
+        width: int = 640
+
     @handler("resize_image")
-    def resize_image(payload: dict, ctx: JobContext) -> dict:
+    def resize_image(payload: ResizeImage, ctx: JobContext) -> dict:
         ...
-        return {"width": 640}
+        return {"width": payload.width}
+
+A payload parameter annotated with a pydantic model or a dataclass receives the validated payload; one
+annotated ``dict`` (or not at all) receives the payload as it is. ``services.executor.testing`` runs a
+handler in-process for tests. See docs/handlers.md.
 """
 
 from services.executor.context import JobContext
-from services.executor.errors import NonRetryableError, PermanentError
+from services.executor.errors import InvalidPayload, NonRetryableError, PermanentError
 from services.executor.registry import handler
 
-__all__ = ["JobContext", "NonRetryableError", "PermanentError", "handler"]
+__all__ = ["InvalidPayload", "JobContext", "NonRetryableError", "PermanentError", "handler"]

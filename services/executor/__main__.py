@@ -2,7 +2,7 @@
 
 Settings come from the environment (see services/executor/settings.py); flags override them.
 Exit codes: 0 after a clean shutdown, 2 for bad settings, handler modules that do not load, a metrics
-port that cannot be bound, or a database schema behind the code (run ``make migrate``).
+port that cannot be bound, or a database schema behind the code (run ``jobservice migrate``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 
-from services.executor import settings as settings_module
+from opentelemetry import trace
+
+from services.executor.handlers.send_email import SmtpSettings
 from services.executor.metrics import serve_metrics
 from services.executor.registry import (
     HandlerRegistry,
@@ -27,114 +29,37 @@ from services.executor.registry import (
 from services.executor.service import DATABASE_THREADS, Executor
 from services.executor.settings import ExecutorSettings
 from services.executor.telemetry import ExecutorTracing
-from shared.database.engine import create_database_engine
-from shared.database.queue import JobQueue
+from shared.database import Database
 from shared.settings import SettingsError
-from shared.telemetry import configure_logging, configure_tracing, shutdown_tracing
+from shared.telemetry import JOB_TYPE_LABEL, configure_logging, configure_tracing, shutdown_tracing
 
 logger = logging.getLogger("services.executor")
 
 EXIT_USAGE = 2
 
-# Flag destination -> the environment variable it overrides.
-FLAG_VARIABLES = {
-    "concurrency": "EXECUTOR_CONCURRENCY",
-    "types": "EXECUTOR_TYPES",
-    "handlers": "EXECUTOR_HANDLERS",
-    "poll_interval": "EXECUTOR_POLL_INTERVAL_SECONDS",
-    "poll_only": "EXECUTOR_POLL_ONLY",
-    "lease_seconds": "EXECUTOR_LEASE_SECONDS",
-    "shutdown_grace": "EXECUTOR_SHUTDOWN_GRACE_SECONDS",
-    "metrics_port": "METRICS_PORT",
-    "database_url": "DATABASE_URL",
-    "log_level": "LOG_LEVEL",
-}
-
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: one flag per setting (each overriding its variable), and --list-handlers."""
     parser = argparse.ArgumentParser(
         prog="python -m services.executor",
         description="Lease READY jobs from PostgreSQL, run the handler registered for each job's type, "
         "and write the outcomes back. Run as many executors as you like, on any machines. Types with "
         "rate or concurrency limits (SetTypeLimits) are leased within them, across all executors; "
         "completion webhooks are delivered by the built-in jobs.callback type.",
-        epilog="Every flag overrides the environment variable named in its help; more variables are "
-        "listed in services/executor/settings.py (" + ", ".join(_env_only_variables()) + "). "
+        epilog="Every flag overrides the environment variable named in its help. Read from the environment "
+        "only: " + ", ".join(ExecutorSettings.environment_only()) + " (secrets stay out of the process list) "
+        "and the send_email handler's " + ", ".join(SmtpSettings.environment_only()) + ". "
         "SIGTERM or SIGINT drains: no new leases, running jobs get the grace period, unfinished ones are "
         "handed back; a second signal skips the rest of the grace.",
     )
-    parser.add_argument(
-        "--concurrency",
-        type=str,
-        metavar="N",
-        help=f"most jobs running at once (EXECUTOR_CONCURRENCY, default {settings_module.DEFAULT_CONCURRENCY})",
-    )
-    parser.add_argument(
-        "--types",
-        metavar="A,B",
-        help="run only these job types, of those with a handler (EXECUTOR_TYPES, default: every registered type)",
-    )
-    parser.add_argument(
-        "--handlers",
-        metavar="MODULE,MODULE",
-        help="import these modules, whose @handler functions register job types (EXECUTOR_HANDLERS); "
-        "entry points in the group jobservice.handlers are loaded too",
-    )
-    parser.add_argument(
-        "--poll-interval",
-        metavar="SECONDS",
-        help="fallback poll for READY jobs between notifications "
-        f"(EXECUTOR_POLL_INTERVAL_SECONDS, default {settings_module.DEFAULT_POLL_INTERVAL_SECONDS:g})",
-    )
-    parser.add_argument(
-        "--poll-only",
-        action="store_const",
-        const="true",
-        help="do not LISTEN; only poll (for connection poolers that break LISTEN) (EXECUTOR_POLL_ONLY)",
-    )
-    parser.add_argument(
-        "--lease-seconds",
-        metavar="SECONDS",
-        help="how long a lease lasts without a heartbeat "
-        f"(EXECUTOR_LEASE_SECONDS, default {settings_module.DEFAULT_LEASE_SECONDS:g})",
-    )
-    parser.add_argument(
-        "--shutdown-grace",
-        metavar="SECONDS",
-        help="on SIGTERM, how long running jobs may take to finish before they are handed back "
-        f"(EXECUTOR_SHUTDOWN_GRACE_SECONDS, default {settings_module.DEFAULT_SHUTDOWN_GRACE_SECONDS:g})",
-    )
-    parser.add_argument(
-        "--metrics-port",
-        metavar="PORT",
-        help=f"Prometheus /metrics port, 0 for none (METRICS_PORT, default {settings_module.DEFAULT_METRICS_PORT})",
-    )
-    parser.add_argument("--database-url", metavar="URL", help="PostgreSQL URL (DATABASE_URL)")
-    parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (LOG_LEVEL, default INFO)")
+    ExecutorSettings.add_flags(parser)
     parser.add_argument(
         "--list-handlers",
         action="store_true",
-        help="print the registered job types and where their handlers come from, then exit",
+        help="print the registered job types, how their handlers run, where they come from and what payload"
+        " they take (dict, or a model's name), then exit",
     )
     return parser
-
-
-def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> ExecutorSettings:
-    """The environment's settings with the given flags laid over them; SettingsError names the culprit."""
-    merged = dict(env)
-    given = {}
-    for dest, variable in FLAG_VARIABLES.items():
-        value = getattr(args, dest, None)
-        if value is not None:
-            merged[variable] = str(value)
-            given[variable] = "--" + dest.replace("_", "-")
-    try:
-        return ExecutorSettings.from_env(merged)
-    except SettingsError as error:
-        flags = [flag for variable, flag in given.items() if str(error).startswith(variable)]
-        if flags:
-            raise SettingsError(f"{flags[0]}: {error}") from None
-        raise
 
 
 def resolve_types(requested: Sequence[str], registry: HandlerRegistry) -> list[str]:
@@ -155,7 +80,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Parse, configure, check, and run the executor; the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        settings = settings_from(args, os.environ if env is None else env)
+        settings = ExecutorSettings.from_args(args, env)
     except SettingsError as error:
         print(f"executor: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -166,6 +91,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         import services.executor.handlers  # registers the built-in handlers
 
         services.executor.handlers.callback.configure(settings.callback)
+        services.executor.handlers.http_request.configure(settings.egress)
         load_entry_points(registry)
         load_handler_modules(settings.handler_modules)
     except RegistryError as error:
@@ -173,7 +99,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return EXIT_USAGE
     if args.list_handlers:
         for registration in registry:
-            print(f"{registration.job_type}\t{registration.mode.value}\t{registration.origin}")
+            payload = registration.payload_type
+            takes = "dict" if payload is None else f"{payload.__module__}.{payload.__qualname__}"
+            print(f"{registration.job_type}\t{registration.mode.value}\t{registration.origin}\t{takes}")
         return 0
 
     types = resolve_types(settings.types, registry)
@@ -190,30 +118,33 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 logger.error("job type %s cannot run: %s", job_type, error)
                 return EXIT_USAGE
 
+    JOB_TYPE_LABEL.cap = settings.metrics_max_label_values
     try:
-        serve_metrics(settings.metrics_port)
+        serve_metrics(settings.metrics_port, settings.metrics_bind_host)
     except OSError as error:
-        logger.error("METRICS_PORT=%d cannot be served: %s", settings.metrics_port, error)
+        logger.error(
+            "METRICS_PORT=%d cannot be served on METRICS_BIND_HOST=%s: %s",
+            settings.metrics_port,
+            settings.metrics_bind_host,
+            error,
+        )
         return EXIT_USAGE
 
     # OTEL_* variables choose the exporter; without an endpoint there is no span work at all.
-    tracing = ExecutorTracing() if configure_tracing("jobs-executor") else None
-    engine = create_database_engine(settings.database_url, "executor", pool_size=DATABASE_THREADS + 1)
+    traced = configure_tracing("jobs-executor")
+    db = Database(
+        settings.database_url,
+        "executor",
+        pool_size=DATABASE_THREADS + 1,
+        threads=DATABASE_THREADS,
+        tracer=trace.get_tracer("shared.database") if traced else None,
+        pooler=settings.database_pooler,
+    )
     try:
-        return asyncio.run(Executor(settings, registry, types, JobQueue(engine), tracing).run())
+        return asyncio.run(Executor(settings, registry, types, db, ExecutorTracing() if traced else None).run())
     finally:
-        engine.dispose()
+        db.close()
         shutdown_tracing()
-
-
-def _env_only_variables() -> list[str]:
-    flagged = set(FLAG_VARIABLES.values())
-    documented = [
-        line.split()[0]
-        for line in (settings_module.__doc__ or "").splitlines()
-        if line.startswith("    ") and line.split() and line.split()[0].isupper()
-    ]
-    return [name for name in documented if name not in flagged]
 
 
 def _exit(code: int) -> None:

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Container, Sequence
 
 from services.executor import metrics
-from services.executor.loops import DatabaseCalls, RetryBackoff
 from services.executor.outcomes import clean_message, describe_error
-from services.executor.telemetry import ExecutorTracing, job_log_fields
-from shared.database.queue import JobOutcome, JobQueue, LeasedJob
+from services.executor.telemetry import job_log_fields
+from shared.database import Database, JobOutcome, LeasedJob
 from shared.errors import DatabaseUnavailable
 from shared.jobs import JobStatus
+from shared.runtime import Backoff, Pulse
+from shared.telemetry import JOB_TYPE_LABEL
 
 __all__ = ["Completer"]
 
@@ -39,22 +39,21 @@ class Completer:
 
     def __init__(
         self,
-        queue: JobQueue,
-        database: DatabaseCalls,
+        db: Database,
+        executor_id: str,
         write_lock: asyncio.Lock,
         batch_size: int,
         flush_seconds: float,
         on_flushed: Callable[[], None] = lambda: None,
-        tracing: ExecutorTracing | None = None,
         limited_types: Container[str] = frozenset(),
     ) -> None:
-        self._queue = queue
-        self._database = database
+        self._db = db
+        self._executor_id = executor_id  # recorded with each attempt
         self._write_lock = write_lock
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds
         self._on_flushed = on_flushed
-        self._tracing = tracing
+        self._pulse = Pulse("complete_jobs")
         # Outcomes of jobs of these types wake every executor (jobs_ready): they free room under a limit.
         self._limited_types = limited_types
         self._buffer: list[tuple[LeasedJob, JobOutcome]] = []
@@ -80,7 +79,7 @@ class Completer:
 
     async def run(self) -> None:
         """Flush until ``close`` is called and everything is written."""
-        backoff = RetryBackoff()
+        backoff = Backoff(first=0.05, cap=5.0)
         while True:
             if not self._buffer:
                 if self._closing:
@@ -94,19 +93,23 @@ class Completer:
             batch = self._buffer[: self._batch_size]
             del self._buffer[: self._batch_size]
             self._in_flight = batch
-            try:
-                wake = bool(self._limited_types) and any(job.type in self._limited_types for job, _ in batch)
-                written = await self._write([outcome for _, outcome in batch], wake)
-            except DatabaseUnavailable:
+            with self._pulse:
+                try:
+                    wake = bool(self._limited_types) and any(job.type in self._limited_types for job, _ in batch)
+                    written = await self._write([outcome for _, outcome in batch], wake)
+                except DatabaseUnavailable:
+                    written = None
+                except Exception:
+                    logger.exception(
+                        "complete_jobs failed for a batch of %d; writing its outcomes one by one", len(batch)
+                    )
+                    written = await self._write_one_by_one(batch)
+                finally:
+                    self._in_flight = []
+            if written is None:
                 self._buffer[:0] = batch
-                self._in_flight = []
                 await asyncio.sleep(backoff.next())
                 continue
-            except Exception:
-                logger.exception("complete_jobs failed for a batch of %d; writing its outcomes one by one", len(batch))
-                written = await self._write_one_by_one(batch)
-            finally:
-                self._in_flight = []
             backoff.reset()
             self._account(batch, written)
             self._on_flushed()
@@ -137,18 +140,7 @@ class Completer:
 
     async def _write(self, outcomes: Sequence[JobOutcome], wake_executors: bool = False) -> dict[int, JobStatus]:
         async with self._write_lock:
-            if self._tracing is None:
-                return await self._database.call("complete_jobs", self._queue.complete_jobs, outcomes, wake_executors)
-            started_ns = time.time_ns()
-            try:
-                written = await self._database.call(
-                    "complete_jobs", self._queue.complete_jobs, outcomes, wake_executors
-                )
-            except Exception as error:
-                self._tracing.record_complete(started_ns, len(outcomes), None, error)
-                raise
-            self._tracing.record_complete(started_ns, len(outcomes), len(written))
-            return written
+            return await self._db.complete_jobs(outcomes, self._executor_id, wake_executors)
 
     async def _write_one_by_one(self, batch: list[tuple[LeasedJob, JobOutcome]]) -> dict[int, JobStatus]:
         """Isolate an outcome the database refuses, so it cannot block the others forever."""
@@ -198,4 +190,4 @@ class Completer:
             elif status in _COUNTERS:
                 counts[(status, job.type)] += 1
         for (status, job_type), count in counts.items():
-            _COUNTERS[status].labels(job_type).inc(count)
+            _COUNTERS[status].labels(JOB_TYPE_LABEL(job_type)).inc(count)

@@ -2,6 +2,7 @@
 
     Exception
     └── PermanentError (alias NonRetryableError)   fail the job at once, without retrying
+        └── InvalidPayload                          the payload does not fit the handler's payload type
 
 Any other exception a handler raises is a retryable failure: the job runs again after a backoff,
 until its attempts are used up.
@@ -9,7 +10,7 @@ until its attempts are used up.
 
 from __future__ import annotations
 
-__all__ = ["NonRetryableError", "PermanentError"]
+__all__ = ["InvalidPayload", "NonRetryableError", "PermanentError"]
 
 
 class PermanentError(Exception):
@@ -17,3 +18,9 @@ class PermanentError(Exception):
 
 
 NonRetryableError = PermanentError
+
+
+class InvalidPayload(PermanentError):
+    """The payload failed validation against the handler's model or dataclass; the message names each field
+    (``payload.to: field required; payload.n: input should be a valid integer``). Raised by the executor
+    before the handler is called."""

@@ -18,15 +18,14 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 
 from services.executor import metrics
-from services.executor.loops import DatabaseCalls, RetryBackoff, sleep_or_stop
 from services.executor.runner import Runner
-from services.executor.telemetry import ExecutorTracing
-from shared.database.queue import JobQueue, LeasedJob
+from shared.database import Database, LeasedJob, fairness_turn, next_start_key
 from shared.errors import DatabaseUnavailable
+from shared.runtime import Backoff, Pulse, sleep_or_stop
+from shared.telemetry import JOB_TYPE_LABEL
 
 __all__ = ["LIMITS_REFRESH_SECONDS", "Leaser", "LimitedTypes"]
 
@@ -56,8 +55,7 @@ class Leaser:
 
     def __init__(
         self,
-        queue: JobQueue,
-        database: DatabaseCalls,
+        db: Database,
         runner: Runner,
         owner: str,
         types: Sequence[str],
@@ -65,11 +63,9 @@ class Leaser:
         poll_interval_seconds: float,
         backlog: Callable[[], int],
         max_backlog: int,
-        tracing: ExecutorTracing | None = None,
         limited: LimitedTypes | None = None,
     ) -> None:
-        self._queue = queue
-        self._database = database
+        self._db = db
         self._runner = runner
         self._owner = owner
         self._types = list(types)
@@ -77,7 +73,7 @@ class Leaser:
         self._poll_interval = poll_interval_seconds
         self._backlog = backlog
         self._max_backlog = max_backlog
-        self._tracing = tracing
+        self._pulse = Pulse("lease_jobs")
         self._wake = asyncio.Event()
         self._may_have_work = True
         self._stopping = False
@@ -87,6 +83,9 @@ class Leaser:
         # Per limited type this executor serves: the loop time from which to try it again.
         self._limited_next: dict[str, float] = {}
         self._round = 0
+        # Per type: the fairness key where this executor's next lease of it starts its round of the keys,
+        # after where the previous one stopped, so every key with READY jobs takes its turn (docs/fairness.md).
+        self._start_keys: dict[str, str] = {}
 
     def notify(self) -> None:
         """A job became READY somewhere, or a limited job ended (jobs_ready): lease as soon as a slot is free."""
@@ -112,7 +111,7 @@ class Leaser:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        backoff = RetryBackoff()
+        backoff = Backoff(first=0.05, cap=5.0)
         next_poll = loop.time()
         while not self._stopping:
             now = loop.time()
@@ -126,14 +125,12 @@ class Leaser:
             if free > 0 and self._may_have_work and self._backlog() < self._max_backlog:
                 # Cleared before the statement: a notification that arrives during it sets it again.
                 self._may_have_work = False
-                started_ns = time.time_ns() if self._tracing is not None else 0
                 try:
-                    if now - self._limits_read_at >= LIMITS_REFRESH_SECONDS:
-                        await self._read_limits(now)
-                    leased, more = await self._lease_round(free, now)
+                    with self._pulse:
+                        if now - self._limits_read_at >= LIMITS_REFRESH_SECONDS:
+                            await self._read_limits(now)
+                        more = await self._lease_round(free, now)
                 except Exception as error:
-                    if self._tracing is not None:
-                        self._tracing.record_lease(started_ns, free, 0, error)
                     self._may_have_work = True
                     if not isinstance(error, DatabaseUnavailable):
                         logger.exception("leasing failed; retrying")
@@ -141,8 +138,6 @@ class Leaser:
                     await sleep_or_stop(self._stopped, backoff.next())
                     continue
                 backoff.reset()
-                if leased == 0 and self._tracing is not None:
-                    self._tracing.record_lease(started_ns, free, 0)  # forgets the last lease's link
                 if more:
                     self._may_have_work = True
                 continue
@@ -150,16 +145,16 @@ class Leaser:
             await self._pause(min(next_poll, self._next_rate_retry(now)) - loop.time())
 
     async def _read_limits(self, now: float) -> None:
-        limited = await self._database.call("select_limited_types", self._queue.select_limited_types, self._types)
+        limited = await self._db.select_limited_types(self._types)
         self._limits_read_at = now
         self._limited.types = frozenset(limited)
         # New limited types are due at once; types no longer limited are forgotten.
         self._limited_next = {job_type: self._limited_next.get(job_type, 0.0) for job_type in sorted(limited)}
 
-    async def _lease_round(self, free: int, now: float) -> tuple[int, bool]:
+    async def _lease_round(self, free: int, now: float) -> bool:
         """Lease for every group of types that is due, up to ``free`` jobs in all; start them.
 
-        Returns how many were leased, and whether some call came back full (more may be waiting).
+        Returns whether some call came back full (more may be waiting).
         Groups (each limited type, then all unlimited types) take turns going first, so that neither a
         limited type with a loose limit nor a flood of unlimited jobs takes every slot round after round.
         """
@@ -168,7 +163,7 @@ class Leaser:
         if unlimited:
             groups.append(None)
         if not groups:
-            return 0, False
+            return False
         self._round += 1
         start = self._round % len(groups)
         leased = 0
@@ -178,24 +173,20 @@ class Leaser:
             if room <= 0:
                 more = True
                 break
-            started_ns = time.time_ns() if self._tracing is not None else 0
             if group is None:
-                jobs = await self._database.call(
-                    "lease_jobs", self._queue.lease_jobs, self._owner, unlimited, room, self._lease_seconds
-                )
+                jobs = await self._db.lease_jobs(self._owner, unlimited, room, self._lease_seconds, self._start_keys)
             else:
                 jobs = await self._lease_limited(group, room, now)
-            if jobs and self._tracing is not None:
-                # Before the attempts start: each attempt's span links to the statement that leased it.
-                self._tracing.record_lease(started_ns, room, len(jobs))
+            # Right after the statement: each attempt's span links to the one that leased it.
             self._start(jobs)
+            self._advance_start_keys(jobs, room)
             leased += len(jobs)
             more = more or len(jobs) >= room
-        return leased, more
+        return more
 
     async def _lease_limited(self, job_type: str, room: int, now: float) -> list[LeasedJob]:
-        lease = await self._database.call(
-            "lease_limited_jobs", self._queue.lease_limited_jobs, self._owner, job_type, room, self._lease_seconds
+        lease = await self._db.lease_limited_jobs(
+            self._owner, job_type, room, self._lease_seconds, self._start_keys.get(job_type, "")
         )
         if len(lease.jobs) >= room:
             self._limited_next[job_type] = 0.0
@@ -204,8 +195,16 @@ class Leaser:
         else:
             self._limited_next[job_type] = _UNTIL_WOKEN
         if lease.held_by is not None:
-            metrics.LEASE_LIMIT_HOLDS.labels(job_type, lease.held_by).inc()
+            metrics.LEASE_LIMIT_HOLDS.labels(JOB_TYPE_LABEL(job_type), lease.held_by).inc()
         return lease.jobs
+
+    def _advance_start_keys(self, jobs: list[LeasedJob], room: int) -> None:
+        by_type: dict[str, list[LeasedJob]] = {}
+        for job in jobs:
+            by_type.setdefault(job.type, []).append(job)
+        turn = fairness_turn(room)
+        for job_type, leased in by_type.items():
+            self._start_keys[job_type] = next_start_key(self._start_keys.get(job_type, ""), leased, turn)
 
     def _next_rate_retry(self, now: float) -> float:
         """When a rate window frees a start (only future times: a passed one waits for a free slot)."""

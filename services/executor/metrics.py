@@ -1,17 +1,21 @@
 """The executor's Prometheus metrics, served on METRICS_PORT (0 turns the endpoint off).
 
 Names share the verb of the loop that moves them (lease_jobs -> leases_taken_total, complete_jobs ->
-jobs_completed_total, heartbeat_leases -> heartbeats_total...).
+jobs_completed_total, heartbeat_leases -> heartbeats_total...). The database gateway's metrics
+(database_up, database_errors_total) and the loops' (loop_*) are the same in every process:
+shared/database/metrics.py, shared/runtime/metrics.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from shared.telemetry import JOB_TYPE_LABEL
 
 __all__ = [
     "ABANDONED_THREADS",
-    "DATABASE_ERRORS",
-    "DATABASE_UP",
     "HEARTBEATS",
     "JOBS_CANCELLED",
     "JOBS_COMPLETED",
@@ -28,7 +32,9 @@ __all__ = [
     "OUTCOMES_PENDING",
     "STALE_OUTCOMES",
     "WORKER_UP",
+    "WORKER_UP_BY_TYPE",
     "serve_metrics",
+    "set_worker_up",
 ]
 
 # Job durations range from microseconds (echo) to hours (reports).
@@ -47,7 +53,11 @@ JOB_QUEUE_WAIT = Histogram(
     "job_queue_wait_seconds", "From due (run_at) to leased (started_at)", ["job_type"], buckets=_DURATION_BUCKETS
 )
 WORKER_UP = Gauge("worker_up", "1 while this executor runs and leases jobs")
-DATABASE_UP = Gauge("database_up", "1 while the last database call of this executor succeeded")
+# worker_up per job type this executor runs, so an alert can tell a type that no executor serves. The types
+# are the operator's (EXECUTOR_TYPES, or every registered handler), never a client's.
+WORKER_UP_BY_TYPE = Gauge(
+    "worker_up_by_type", "1 for each job type this executor leases while it leases (0 while it drains)", ["job_type"]
+)
 JOBS_RUNNING = Gauge("jobs_running", "Attempts running in this executor right now")
 OUTCOMES_PENDING = Gauge("outcomes_pending", "Outcomes waiting to be written (many during a database outage)")
 ABANDONED_THREADS = Gauge(
@@ -58,17 +68,23 @@ LEASE_BATCHES = Counter("lease_batches_total", "lease_jobs statements that lease
 LEASE_LIMIT_HOLDS = Counter(
     "lease_limit_holds_total",
     "Lease rounds of a type with limits that left READY jobs waiting because of a limit, by type and limit "
-    "(max_running, max_running_per_key or rate_limit)",
+    "(max_running, max_running_per_key, rate_limit, or paused: the type is paused)",
     ["job_type", "limit"],
 )
 LEASES_LOST = Counter("leases_lost_total", "Running jobs whose lease another party took over (result discarded)")
 LEASES_RELEASED = Counter("leases_released_total", "Unfinished jobs handed back at shutdown")
 STALE_OUTCOMES = Counter("stale_outcomes_total", "Outcomes dropped because the lease token no longer matched")
 HEARTBEATS = Counter("heartbeats_total", "heartbeat_leases statements run")
-DATABASE_ERRORS = Counter("database_errors_total", "Database calls that failed, by operation", ["operation"])
 
 
-def serve_metrics(port: int) -> None:
-    """Serve /metrics on ``port`` in a background thread (nothing when 0)."""
+def set_worker_up(up: bool, job_types: Sequence[str]) -> None:
+    """worker_up, and worker_up_by_type of each type this executor runs."""
+    WORKER_UP.set(int(up))
+    for job_type in job_types:
+        WORKER_UP_BY_TYPE.labels(JOB_TYPE_LABEL(job_type)).set(int(up))
+
+
+def serve_metrics(port: int, host: str) -> None:
+    """Serve /metrics on ``host``:``port`` in a background thread (nothing when the port is 0)."""
     if port:
-        start_http_server(port)
+        start_http_server(port, addr=host)

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import concurrent.futures.thread
 import contextlib
-import contextvars
 import inspect
 import logging
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from opentelemetry import trace
 from opentelemetry.trace import Span
 from prometheus_client import Histogram
 
@@ -40,15 +39,20 @@ from services.executor.outcomes import (
     failed,
 )
 from services.executor.registry import HandlerRegistry, Mode, Registration
-from services.executor.telemetry import ExecutorTracing, job_log_fields
-from shared.database.queue import JobOutcome, LeasedJob
+from services.executor.telemetry import ExecutorTracing, NoTracing, job_log_fields
+from shared.database import JobOutcome, LeasedJob
 from shared.jobs import JobStatus
+from shared.telemetry import JOB_TYPE_LABEL, TRACEBACK_FIELD
 
 __all__ = ["HandlerAborted", "Runner"]
 
 logger = logging.getLogger(__name__)
 
 ReportOutcome = Callable[[LeasedJob, JobOutcome], None]
+
+
+# Where the frames that call a handler live: a failed attempt's traceback starts below them.
+_PLUMBING_FILES = frozenset({__file__, concurrent.futures.thread.__file__})
 
 
 class HandlerAborted(Exception):
@@ -71,9 +75,7 @@ class Attempt:
         "timer",
     )
 
-    def __init__(
-        self, job: LeasedJob, context: JobContext, started: float, duration: Histogram, span: Span | None
-    ) -> None:
+    def __init__(self, job: LeasedJob, context: JobContext, started: float, duration: Histogram, span: Span) -> None:
         self.job = job
         self.context = context
         self.started = started
@@ -103,8 +105,8 @@ class Runner:
         tracing: ExecutorTracing | None = None,
     ) -> None:
         self._registry = registry
-        # None when no spans are exported: then no span work at all happens per job.
-        self._tracing = tracing
+        # NoTracing unless spans are exported: then no span work at all happens per job.
+        self._tracing = tracing or NoTracing()
         self._concurrency = concurrency
         self._max_abandoned = max_abandoned_threads
         self._max_result_bytes = max_result_bytes
@@ -170,7 +172,7 @@ class Runner:
             self.lose(job.job_id)
         queue_wait, duration = self._histograms_for(job.type)
         queue_wait.observe(max(0.0, job.queue_wait_seconds))
-        span = self._tracing.start_attempt(job) if self._tracing is not None else None
+        span = self._tracing.start_attempt(job)
         if self._debug:
             logger.debug("job started", extra=job_log_fields(job))
         registration = self._registry.get(job.type)
@@ -181,8 +183,7 @@ class Runner:
             else:
                 message = f"payload must be a JSON object, got {type(job.payload).__name__}"
             outcome = self._failure(job, message, retryable=False)
-            if span is not None:
-                ExecutorTracing.end_attempt(span, outcome)
+            self._tracing.end_attempt(span, outcome)
             self._report_outcome(job, outcome)
             return
         context = JobContext(
@@ -191,29 +192,21 @@ class Runner:
         loop = self._loop
         if registration.mode is Mode.INLINE:
             started = loop.time()
-            if span is None:
-                outcome = self._call_inline(job, registration, context)
-            else:
-                with trace.use_span(span, end_on_exit=False):
-                    outcome = self._call_inline(job, registration, context)
+            outcome = self._tracing.run_in(span, self._call_inline, job, registration, context)
             duration.observe(loop.time() - started)
-            if span is not None:
-                ExecutorTracing.end_attempt(span, outcome)
+            self._tracing.end_attempt(span, outcome)
             self._report_outcome(job, outcome)
             return
         attempt = Attempt(job, context, loop.time(), duration, span)
         self._running[job.job_id] = attempt
         self._idle.clear()
         try:
-            if span is None:
-                self._launch(attempt, registration)
-            else:
-                # The handler's task or thread inherits the current context: its logs and spans join the attempt's.
-                with trace.use_span(span, end_on_exit=False):
-                    self._launch(attempt, registration)
+            self._tracing.run_in(span, self._launch, attempt, registration)
         except Exception as error:  # e.g. the thread pool refused work; never leave the slot taken
             logger.exception("could not start the handler", extra=job_log_fields(job))
-            self._finish(attempt, self._failure(job, f"could not start the handler: {describe_error(error)}"))
+            self._finish(
+                attempt, self._failure(job, f"could not start the handler: {describe_error(error)}", error=error)
+            )
             return
         attempt.timer = loop.call_later(job.timeout_seconds, self._time_out, attempt)
 
@@ -228,19 +221,13 @@ class Runner:
             self._threads = concurrent.futures.ThreadPoolExecutor(
                 max_workers=self._concurrency + self._max_abandoned, thread_name_prefix="handler"
             )
-        if attempt.span is None:
-            thread_future = self._threads.submit(
-                _call_in_thread, registration.function, job.payload, context, self._max_result_bytes
-            )
-        else:
-            thread_future = self._threads.submit(
-                contextvars.copy_context().run,
-                _call_in_thread,
-                registration.function,
-                job.payload,
-                context,
-                self._max_result_bytes,
-            )
+        thread_future = self._threads.submit(
+            self._tracing.in_thread(_call_in_thread),
+            registration.function,
+            job.payload,
+            context,
+            self._max_result_bytes,
+        )
         attempt.thread_future = thread_future
         thread_future.add_done_callback(lambda future: self._from_thread(attempt, future))
 
@@ -248,9 +235,9 @@ class Runner:
         try:
             result = registration.function(job.payload, context)
         except PermanentError as error:
-            return self._failure(job, describe_error(error), retryable=False)
+            return self._failure(job, describe_error(error), retryable=False, error=error)
         except BaseException as error:  # SystemExit from a handler must not stop the executor either
-            return self._failure(job, describe_error(error))
+            return self._failure(job, describe_error(error), error=error)
         return self._judge(job, result)
 
     # -- endings -----------------------------------------------------------------------------------
@@ -286,7 +273,8 @@ class Runner:
             elif isinstance(error := future.exception(), InvalidResult):
                 outcome = self._failure(job, str(error), retryable=False)
             elif error is not None:
-                outcome = self._failure(job, describe_error(error), retryable=not isinstance(error, PermanentError))
+                retryable = not isinstance(error, PermanentError)
+                outcome = self._failure(job, describe_error(error), retryable=retryable, error=error)
             else:
                 outcome = self._judge(job, future.result())
         except Exception as error:  # never leave a slot taken because deciding went wrong
@@ -312,7 +300,8 @@ class Runner:
             return
         job = attempt.job
         self._stop(attempt)
-        self._finish(attempt, self._failure(job, f"timed out after {job.timeout_seconds} s"), "timed_out")
+        outcome = self._failure(job, f"timed out after {job.timeout_seconds} s", timed_out=True)
+        self._finish(attempt, outcome, "timed_out")
 
     def cancel(self, job_id: int) -> None:
         """A cancel was requested for a running job: stop it and report CANCELLED; late results are discarded."""
@@ -372,32 +361,50 @@ class Runner:
         if not self._running:
             self._idle.set()
         attempt.duration.observe(self._loop.time() - attempt.started)
-        if attempt.span is not None:
-            ExecutorTracing.end_attempt(attempt.span, outcome, how)
+        self._tracing.end_attempt(attempt.span, outcome, how)
         if outcome is not None:
             self._report_outcome(job, outcome)
         self._on_slot_freed()
 
     def _report_outcome(self, job: LeasedJob, outcome: JobOutcome) -> None:
         if outcome.error_message is not None and outcome.status is not JobStatus.CANCELLED:
+            fields = job_log_fields(job)
+            if outcome.traceback is not None:
+                fields[TRACEBACK_FIELD] = outcome.traceback  # both log formats print it
             logger.warning(
                 "job attempt failed (%s): %s",
                 "will retry" if outcome.status is JobStatus.PENDING else "final",
                 outcome.error_message,
-                extra=job_log_fields(job),
+                extra=fields,
             )
         elif self._debug:
             logger.debug("job attempt ended: %s", outcome.status.value, extra=job_log_fields(job))
         self._report(job, outcome)
 
-    def _failure(self, job: LeasedJob, message: str, retryable: bool = True) -> JobOutcome:
-        return failed(job, message, retryable=retryable, backoff=self._backoff)
+    def _failure(
+        self,
+        job: LeasedJob,
+        message: str,
+        retryable: bool = True,
+        error: BaseException | None = None,
+        timed_out: bool = False,
+    ) -> JobOutcome:
+        return failed(
+            job,
+            message,
+            retryable=retryable,
+            backoff=self._backoff,
+            error=error,
+            skip_files=_PLUMBING_FILES,
+            timed_out=timed_out,
+        )
 
     def _histograms_for(self, job_type: str) -> tuple[Histogram, Histogram]:
         # Cached: looking a labelled child up costs more than observing it.
         children = self._histograms.get(job_type)
         if children is None:
-            children = (metrics.JOB_QUEUE_WAIT.labels(job_type), metrics.JOB_DURATION.labels(job_type))
+            label = JOB_TYPE_LABEL(job_type)
+            children = (metrics.JOB_QUEUE_WAIT.labels(label), metrics.JOB_DURATION.labels(label))
             self._histograms[job_type] = children
         return children
 

@@ -1,13 +1,23 @@
 """The executor's lifecycle: wait for a usable database, run the loops, and drain on SIGTERM/SIGINT.
 
-Loops (one asyncio task each, all stopped by the shutdown sequence):
+Loops (one asyncio task each, supervised by shared.runtime, all stopped by the shutdown sequence):
 
-- wakeup     LISTEN jobs_ready                       -> leaser.notify()
-- leaser     lease_jobs, up to the free slots        -> runner.start(job)
-             (lease_limited_jobs for types with limits)
-- runner     one attempt per job (timeout, cancel)   -> completer.add(outcome)
-- completer  complete_jobs, batched                  -> jobs_completed_total...
-- heartbeat  heartbeat_leases / check_leases         -> runner.cancel() / runner.lose()
+- listen_jobs_ready  LISTEN jobs_ready (shared.runtime.Listener)  -> leaser.notify()
+                     and this executor's liveness lock               (crash detection)
+- lease_jobs         lease_jobs, up to the free slots            -> runner.start(job)
+                     (lease_limited_jobs for types with limits)
+- runner             one attempt per job (timeout, cancel)       -> completer.add(outcome)
+- complete_jobs      complete_jobs, batched                      -> jobs_completed_total...
+- heartbeat_leases   heartbeat_leases / check_leases             -> runner.cancel() / runner.lose()
+                     register_executor                             (the registry; crash detection)
+
+Every statement is an operation of the database gateway (shared.database.Database).
+
+The executor registers itself (register_executor) before its loops start and refreshes the record
+with every heartbeat, and on every tick of the heartbeat loop while it holds leases: that is how the
+scheduler tells it is alive when its liveness lock is gone (docs/reliability.md, crash detection). A
+clean stop deletes the record (unregister_executor) once the drain is over, and only then closes the
+session that holds the liveness lock.
 
 Shutdown: stop leasing; let running jobs finish for ``shutdown_grace_seconds`` (a second signal cuts
 the grace short); hand the unfinished leases back with release_leases (READY, attempt not counted);
@@ -18,28 +28,29 @@ the scheduler rescues the jobs: nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
-import signal
 import socket
 from collections.abc import Sequence
+from datetime import datetime, timezone
+from importlib import metadata
 
 from services.executor import metrics
 from services.executor.completer import Completer
 from services.executor.heartbeat import Heartbeat
 from services.executor.leaser import Leaser, LimitedTypes
-from services.executor.loops import DatabaseCalls, RetryBackoff, sleep_or_stop, supervise
 from services.executor.outcomes import BackoffPolicy
 from services.executor.registry import HandlerRegistry
 from services.executor.runner import Runner
 from services.executor.settings import ExecutorSettings
 from services.executor.telemetry import ExecutorTracing
-from services.executor.wakeup import Wakeup
-from shared.database.queue import JobQueue
-from shared.database.schema import check_schema
+from shared.database import Database
 from shared.errors import DatabaseUnavailable, SchemaOutOfDate
+from shared.executors import ExecutorRecord
 from shared.jobs import JobStatus
+from shared.runtime import Backoff, Listener, Shutdown, supervise, wait_for_schema, watch_loops
 
 __all__ = ["EXIT_OK", "EXIT_SCHEMA_OUT_OF_DATE", "Executor", "executor_id"]
 
@@ -47,7 +58,8 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_SCHEMA_OUT_OF_DATE = 2
-# Database threads: lease, complete, heartbeat/check and listen may each wait on PostgreSQL at once.
+# Database threads: lease, complete, heartbeat/check and listen may each wait on PostgreSQL at once
+# (the pool has one connection more, for the LISTEN session).
 DATABASE_THREADS = 4
 # At shutdown, how long handing leases back and writing the last outcomes may take; beyond that the
 # scheduler's lease rescue takes over.
@@ -59,6 +71,13 @@ def executor_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+def _version() -> str:
+    try:
+        return metadata.version("jobservice")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 class Executor:
     """One executor process's loops, from start to a drained exit."""
 
@@ -67,60 +86,36 @@ class Executor:
         settings: ExecutorSettings,
         registry: HandlerRegistry,
         types: Sequence[str],
-        queue: JobQueue,
+        db: Database,
         tracing: ExecutorTracing | None = None,
     ):
         self.settings = settings
-        # None unless spans are exported (configure_tracing): the loops then skip span work entirely.
+        # None unless spans are exported (configure_tracing): the runner then does no span work at all.
         self.tracing = tracing
         self.registry = registry
         self.types = list(types)
-        self.queue = queue
+        self.db = db
         self.owner = executor_id()
-        self._stop_requested = asyncio.Event()
-        self._force = asyncio.Event()
-
-    def request_stop(self) -> None:
-        """First call: drain gracefully. Second call: stop waiting for running jobs."""
-        if self._stop_requested.is_set():
-            if not self._force.is_set():
-                logger.warning("second stop signal: handing running jobs back now")
-            self._force.set()
-        self._stop_requested.set()
+        self.started_at = datetime.now(timezone.utc)
+        # SIGTERM/SIGINT: drain gracefully; a second one: stop waiting for running jobs.
+        self.shutdown = Shutdown()
 
     async def run(self) -> int:
         """Run until stopped; the process's exit code."""
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.request_stop)
-        database = DatabaseCalls(DATABASE_THREADS)
+        stop = self.shutdown.install().requested
         try:
-            if not await self._wait_for_schema(database):
-                return EXIT_SCHEMA_OUT_OF_DATE
-            if self._stop_requested.is_set():
-                return EXIT_OK
-            await self._serve(database)
-            return EXIT_OK
-        finally:
-            database.close()
-            metrics.WORKER_UP.set(0)
-
-    async def _wait_for_schema(self, database: DatabaseCalls) -> bool:
-        """True once the schema is current; False (logged) when it is behind. Waits out an outage."""
-        backoff = RetryBackoff(first=0.2, cap=5.0)
-        while not self._stop_requested.is_set():
             try:
-                await database.call("check_schema", check_schema, self.queue.engine)
-                return True
+                if not await wait_for_schema(self.db.check_schema, stop):
+                    return EXIT_OK
             except SchemaOutOfDate as error:
                 logger.error("%s", error.message)
-                return False
-            except DatabaseUnavailable:
-                pass  # logged by DatabaseCalls
-            await sleep_or_stop(self._stop_requested, backoff.next())
-        return True
+                return EXIT_SCHEMA_OUT_OF_DATE
+            await self._serve()
+            return EXIT_OK
+        finally:
+            metrics.set_worker_up(False, self.types)
 
-    async def _serve(self, database: DatabaseCalls) -> None:
+    async def _serve(self) -> None:
         settings = self.settings
         write_lock = asyncio.Lock()
         leaser: Leaser | None = None
@@ -131,13 +126,12 @@ class Executor:
                 leaser.slot_freed()
 
         completer = Completer(
-            self.queue,
-            database,
+            self.db,
+            self.owner,
             write_lock,
             settings.complete_batch_size,
             settings.complete_flush_seconds,
             on_flushed=slot_freed,
-            tracing=self.tracing,
             limited_types=limited,
         )
         runner = Runner(
@@ -151,8 +145,7 @@ class Executor:
             tracing=self.tracing,
         )
         leaser = Leaser(
-            self.queue,
-            database,
+            self.db,
             runner,
             self.owner,
             self.types,
@@ -161,47 +154,70 @@ class Executor:
             backlog=lambda: completer.backlog,
             # Stop leasing while outcomes pile up unwritten (the database is slow or down).
             max_backlog=max(4 * settings.complete_batch_size, 2 * settings.concurrency),
-            tracing=self.tracing,
             limited=limited,
         )
+
+        # Crash detection needs a session of our own: its liveness lock (on the LISTEN session) vanishes
+        # with this process, and then silence past liveness_seconds is enough to take our jobs back.
+        liveness = settings.liveness_seconds if settings.listens and settings.liveness_seconds > 0 else None
+
+        async def register() -> None:
+            record = self._record(runner.running_count)
+            await self.db.register_executor(record, settings.lease_seconds, liveness)
+
         heartbeat = Heartbeat(
-            self.queue,
-            database,
+            self.db,
             write_lock,
             runner,
             completer,
             settings.lease_seconds,
             settings.heartbeat_interval_seconds,
             settings.cancel_check_interval_seconds,
+            register=register,
         )
-        wakeup = None if settings.poll_only else Wakeup(self.queue, database, leaser.notify)
+        # Set when leasing stops: ends the stuck-loop watch.
+        leasing_stopped = asyncio.Event()
+        # Set last of all: ends the LISTEN session, and the liveness lock on it with it, only once nothing
+        # of ours is left for crash detection to take back.
+        session_done = asyncio.Event()
+        listener = Listener(
+            "jobs_ready", functools.partial(self.db.listen_jobs_ready, self.owner if liveness else None), leaser.notify
+        )
 
-        completer_task = asyncio.create_task(supervise("completer", completer.run), name="completer")
-        heartbeat_task = asyncio.create_task(supervise("heartbeat", heartbeat.run), name="heartbeat")
-        leaser_task = asyncio.create_task(supervise("leaser", leaser.run), name="leaser")
-        wakeup_task = asyncio.create_task(supervise("wakeup", wakeup.run), name="wakeup") if wakeup else None
-        metrics.WORKER_UP.set(1)
+        completer_task = asyncio.create_task(supervise("complete_jobs", completer.run), name="complete_jobs")
+        heartbeat_task = asyncio.create_task(supervise("heartbeat_leases", heartbeat.run), name="heartbeat_leases")
+        leaser_task = asyncio.create_task(supervise("lease_jobs", leaser.run), name="lease_jobs")
+        wakeup_task = (
+            asyncio.create_task(
+                supervise("listen_jobs_ready", lambda: listener.run(session_done)), name="listen_jobs_ready"
+            )
+            if settings.listens
+            else None
+        )
+        watch_task = asyncio.create_task(watch_loops(leasing_stopped), name="watch_loops")
+        await heartbeat.register_executor()  # before "started": a test or an operator may look at once
+        metrics.set_worker_up(True, self.types)
         logger.info(
-            "executor %s started: concurrency %d, types %s, %s",
+            "executor %s started: concurrency %d, types %s, %s, %s",
             self.owner,
             settings.concurrency,
             ",".join(self.types),
-            "poll only" if settings.poll_only else "LISTEN jobs_ready",
+            "LISTEN jobs_ready" if settings.listens else "poll only (DATABASE_POOLER=transaction)",
+            f"crash detection after {liveness:g} s of silence" if liveness else "crash detection by lease expiry only",
         )
 
-        await self._stop_requested.wait()
-        metrics.WORKER_UP.set(0)
+        await self.shutdown.requested.wait()
+        metrics.set_worker_up(False, self.types)
         loop = asyncio.get_running_loop()
         grace_ends = loop.time() + settings.shutdown_grace_seconds
         leaser.stop()
-        if wakeup is not None:
-            wakeup.stop()
+        leasing_stopped.set()
         # The lease loop may be in a statement: the jobs it leases are drained like the others. Wait for
         # it beyond a short grace too (it takes milliseconds): cancelling it would leave what it leases
         # PROCESSING, unseen, until the leases expire (a grace of 0 s did, under load).
         await _first_of(
             asyncio.shield(leaser_task),
-            self._force.wait(),
+            self.shutdown.forced.wait(),
             timeout=max(settings.shutdown_grace_seconds, FINAL_WRITE_TIMEOUT_SECONDS),
         )
         if runner.running_count:
@@ -211,7 +227,7 @@ class Executor:
                 runner.running_count,
                 extra={"count": runner.running_count},
             )
-            await _first_of(runner.wait_idle(), self._force.wait(), timeout=max(0.0, grace_ends - loop.time()))
+            await _first_of(runner.wait_idle(), self.shutdown.forced.wait(), timeout=max(0.0, grace_ends - loop.time()))
         if not leaser_task.done():
             # A lease statement outlived the grace (the database hangs): should it still lease jobs, they
             # expire unseen and the scheduler rescues them.
@@ -219,13 +235,16 @@ class Executor:
         # The grace is over: interrupt what still runs now, before anything else that may take time (closing
         # the LISTEN connection did, and jobs kept running past the grace meanwhile).
         leases = runner.interrupt_all()
-        if wakeup_task is not None:
-            await _finish_task(wakeup_task, FINAL_WRITE_TIMEOUT_SECONDS)
+        await _finish_task(watch_task, FINAL_WRITE_TIMEOUT_SECONDS)
         if leases:
-            await self._release(database, write_lock, leases)
+            await self._release(write_lock, leases)
         await completer.close(FINAL_WRITE_TIMEOUT_SECONDS, completer_task)
         heartbeat.stop()
         await _finish_task(heartbeat_task, FINAL_WRITE_TIMEOUT_SECONDS)
+        await self._unregister()
+        session_done.set()
+        if wakeup_task is not None:
+            await _finish_task(wakeup_task, FINAL_WRITE_TIMEOUT_SECONDS)
         runner.shutdown_threads()
         if runner.abandoned_threads:
             logger.warning(
@@ -235,14 +254,33 @@ class Executor:
             )
         logger.info("executor %s stopped", self.owner)
 
-    async def _release(self, database: DatabaseCalls, write_lock: asyncio.Lock, leases: list[tuple[int, str]]) -> None:
+    def _record(self, running: int) -> ExecutorRecord:
+        return ExecutorRecord(
+            executor_id=self.owner,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=_version(),
+            types=tuple(self.types),
+            concurrency=self.settings.concurrency,
+            running=running,
+            started_at=self.started_at,
+        )
+
+    async def _unregister(self) -> None:
+        """Leave the registry at once; should the database not answer, the record expires by itself."""
+        try:
+            await asyncio.wait_for(self.db.unregister_executor(self.owner), FINAL_WRITE_TIMEOUT_SECONDS)
+        except (DatabaseUnavailable, asyncio.TimeoutError):
+            logger.warning("could not remove this executor's record; it expires within its lease period")
+
+    async def _release(self, write_lock: asyncio.Lock, leases: list[tuple[int, str]]) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FINAL_WRITE_TIMEOUT_SECONDS
-        backoff = RetryBackoff(first=0.1, cap=2.0)
+        backoff = Backoff(first=0.1, cap=2.0)
         while True:
             try:
                 async with write_lock:
-                    released = await database.call("release_leases", self.queue.release_leases, leases)
+                    released = await self.db.release_leases(leases)
                 break
             except Exception as error:
                 if not isinstance(error, DatabaseUnavailable):

@@ -1,24 +1,26 @@
 """The executor's telemetry beyond metrics: the fields of its job log lines, and its spans, one per job
-attempt and one per lease_jobs / complete_jobs statement that moved jobs.
+attempt.
 
 An attempt's span (``job <type>``, kind CONSUMER) is a child of the W3C traceparent stored with the job,
 that of the RPC that submitted it, so one trace shows the submit and every attempt, retries included. It
-links to the lease_jobs span of the batch that leased it. The statements' spans are roots of their own
-(one per batch, never per job): a batch serves jobs of many traces.
+links to the span of the lease_jobs statement that leased it, which the database gateway left (one per
+batch, a root of its own: a batch serves jobs of many traces; see shared/database/gateway.py).
 
-Only built when ``configure_tracing`` installed an exporting provider: without one the Runner, Leaser and
-Completer get ``None`` and do no span work at all, not even OpenTelemetry's no-op calls.
+``ExecutorTracing`` is used when ``configure_tracing`` installed an exporting provider; otherwise the
+Runner gets ``NoTracing``, whose methods do no span work at all, not even OpenTelemetry's no-op calls.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-from typing import Any
+import contextvars
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
+    INVALID_SPAN,
     INVALID_SPAN_CONTEXT,
     Link,
     NonRecordingSpan,
@@ -30,11 +32,13 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from shared.database.queue import JobOutcome, LeasedJob
+from shared.database import JobOutcome, LeasedJob, last_statement_span
 from shared.jobs import JobStatus
 from shared.telemetry import context_from_carrier, trace_id_of
 
-__all__ = ["OUTCOME_NAMES", "ExecutorTracing", "job_log_fields", "parent_context"]
+__all__ = ["OUTCOME_NAMES", "ExecutorTracing", "NoTracing", "job_log_fields", "parent_context"]
+
+T = TypeVar("T")
 
 # job.outcome of an attempt, by the status its outcome writes. "timed_out", "lost" (another party took
 # the lease over) and "interrupted" (handed back at shutdown) are decided by the runner.
@@ -45,28 +49,26 @@ OUTCOME_NAMES = {
     JobStatus.CANCELLED: "cancelled",
 }
 
-_DATABASE_ATTRIBUTES = {"db.system": "postgresql"}
-
 
 class ExecutorTracing:
-    """Starts and ends the executor's spans."""
+    """Starts and ends the spans of attempts, and runs each handler inside its attempt's span."""
 
     def __init__(self, tracer: trace.Tracer | None = None) -> None:
         self._tracer = tracer or trace.get_tracer("services.executor")
-        # The lease_jobs span of the batch being started: each attempt of that batch links to it.
-        self._lease_link: Sequence[Link] = ()
 
     def start_attempt(self, job: LeasedJob) -> Span:
-        """A span for this attempt, in the submitting request's trace when the job carries one.
+        """A span for this attempt, in the submitting request's trace when the job carries one, linked
+        to the lease statement (the last statement of the lease loop, which starts the attempts).
 
         Attributes are few on purpose: the SDK's cost per span grows with them, and an executor may
         run thousands of attempts a second.
         """
+        lease = last_statement_span()
         return self._tracer.start_span(
             f"job {job.type}",
             context=parent_context(job.traceparent),
             kind=SpanKind.CONSUMER,
-            links=self._lease_link,
+            links=(Link(lease),) if lease is not None else (),
             attributes={
                 "job.id": job.job_id,
                 "job.type": job.type,
@@ -75,8 +77,7 @@ class ExecutorTracing:
             },
         )
 
-    @staticmethod
-    def end_attempt(span: Span, outcome: JobOutcome | None, how: str | None = None) -> None:
+    def end_attempt(self, span: Span, outcome: JobOutcome | None, how: str | None = None) -> None:
         """Record how the attempt ended (``how`` overrides the name the outcome's status gives) and end it.
 
         ``job.status`` (the status written) is added where job.outcome does not tell it: a timeout
@@ -90,43 +91,44 @@ class ExecutorTracing:
             if outcome.retry_delay is not None:
                 span.set_attribute("job.retry_delay_seconds", outcome.retry_delay)
             if outcome.error_message is not None and outcome.status is not JobStatus.CANCELLED:
-                span.add_event("exception", {"exception.message": outcome.error_message})
+                # An exception event as OpenTelemetry's semantic conventions name its attributes.
+                event: dict[str, str] = {"exception.message": outcome.error_message}
+                if outcome.error_type is not None:
+                    event["exception.type"] = outcome.error_type
+                if outcome.traceback is not None:
+                    event["exception.stacktrace"] = outcome.traceback
+                span.add_event("exception", event)
                 span.set_status(Status(StatusCode.ERROR, outcome.error_message))
         span.end()
 
-    def record_lease(self, started_ns: int, requested: int, leased: int, error: BaseException | None = None) -> None:
-        """A span for a lease_jobs statement that leased jobs or failed; an empty poll leaves no trace.
+    def run_in(self, span: Span, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` with ``span`` current: a task or thread it starts inherits the context, so
+        the handler's logs and spans join the attempt's."""
+        with trace.use_span(span, end_on_exit=False):
+            return function(*args)
 
-        Recorded after the fact (the span starts at ``started_ns``) because only the answer tells
-        whether the statement is worth a span.
-        """
-        if leased == 0 and error is None:
-            self._lease_link = ()
-            return
-        span = self._statement_span("lease_jobs", started_ns, {"jobs.requested": requested, "jobs.leased": leased})
-        _end(span, error)
-        self._lease_link = (Link(span.get_span_context()),) if error is None else ()
+    def in_thread(self, function: Callable[..., T]) -> Callable[..., T]:
+        """``function``, to run in another thread within the current context (the attempt's span)."""
+        return functools.partial(contextvars.copy_context().run, function)
 
-    def record_complete(
-        self, started_ns: int, outcomes: int, written: int | None, error: BaseException | None = None
-    ) -> SpanContext:
-        """A span for one complete_jobs statement: ``outcomes`` sent, ``written`` still held (the rest stale)."""
-        attributes = {"jobs.outcomes": outcomes}
-        if written is not None:
-            attributes["jobs.written"] = written
-            attributes["jobs.stale"] = outcomes - written
-        span = self._statement_span("complete_jobs", started_ns, attributes)
-        _end(span, error)
-        return span.get_span_context()
 
-    def _statement_span(self, operation: str, started_ns: int, attributes: dict[str, int]) -> Span:
-        return self._tracer.start_span(
-            operation,
-            context=Context(),
-            kind=SpanKind.CLIENT,
-            start_time=started_ns,
-            attributes={**_DATABASE_ATTRIBUTES, "db.operation.name": operation, **attributes},
-        )
+class NoTracing(ExecutorTracing):
+    """No spans: every method does the least it can (the executor when no exporter is configured)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def start_attempt(self, job: LeasedJob) -> Span:
+        return INVALID_SPAN
+
+    def end_attempt(self, span: Span, outcome: JobOutcome | None, how: str | None = None) -> None:
+        pass
+
+    def run_in(self, span: Span, function: Callable[..., T], *args: Any) -> T:
+        return function(*args)
+
+    def in_thread(self, function: Callable[..., T]) -> Callable[..., T]:
+        return function
 
 
 def parent_context(traceparent: str | None) -> Context:
@@ -150,13 +152,6 @@ def parent_context(traceparent: str | None) -> Context:
         if span_context.is_valid:
             return trace.set_span_in_context(NonRecordingSpan(span_context), Context())
     return context_from_carrier({"traceparent": traceparent})
-
-
-def _end(span: Span, error: BaseException | None) -> None:
-    if error is not None:
-        span.record_exception(error)
-        span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-    span.end(time.time_ns())
 
 
 def job_log_fields(job: LeasedJob) -> dict[str, Any]:

@@ -3,48 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
-import os
-import signal
 import sys
-import threading
-import time
-from collections.abc import Callable, Sequence
-from datetime import timedelta
-from functools import partial
-from types import FrameType
-from typing import TypeVar
+from collections.abc import Sequence
 
 from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from sqlalchemy import Engine
 
-from services.scheduler import settings as defaults
 from services.scheduler.compactor import Compactor
 from services.scheduler.leader import LeaderElector
-from services.scheduler.loops import Backoff, Duty
-from services.scheduler.metrics import DATABASE_ERRORS, start_metrics_server
+from services.scheduler.metrics import start_metrics_server
 from services.scheduler.periodic import ScheduleSubmitter
 from services.scheduler.promoter import Promoter
 from services.scheduler.pruner import Pruner
 from services.scheduler.rescuer import Rescuer
 from services.scheduler.settings import SchedulerSettings
-from shared.database.engine import create_database_engine
-from shared.database.maintenance import (
-    ChannelListener,
-    CompactedCounts,
-    JobMaintenance,
-    LeaderLock,
-    PromotedJob,
-    RescuedJob,
-)
-from shared.database.schedules import ScheduleStore
-from shared.database.schema import check_schema
-from shared.errors import DatabaseUnavailable, SchemaOutOfDate
-from shared.jobs import JobStatus
+from shared.database import Database
+from shared.errors import SchemaOutOfDate
+from shared.runtime import Duty, Listener, Shutdown, wait_for_schema, watch_loops
 from shared.settings import SettingsError
-from shared.telemetry import configure_logging, configure_tracing, shutdown_tracing
+from shared.telemetry import JOB_TYPE_LABEL, SCHEDULE_LABEL, configure_logging, configure_tracing, shutdown_tracing
 
 log = logging.getLogger("services.scheduler")
 
@@ -52,9 +30,11 @@ log = logging.getLogger("services.scheduler")
 EXIT_OK = 0
 EXIT_REFUSED = 2
 
-# Five duty threads take a pooled connection each for one transaction at a time; the leader lock and the
-# listener have connections of their own outside the pool.
+# Five duties take a pooled connection each for one transaction at a time; the leader lock and the
+# listener have sessions of their own outside the pool. Threads: one per duty, the lock's checks and
+# the LISTEN's connects, so that neither waits behind a slow duty.
 POOL_SIZE = 6
+DATABASE_THREADS = 8
 
 DESCRIPTION = """\
 Run the job service's scheduler. Of all schedulers started against one database, one is active (it
@@ -62,8 +42,9 @@ holds a PostgreSQL advisory lock) and the others stand by, taking over within se
 The active one:
   - promotes PENDING jobs to READY when their run_at comes, waking within milliseconds of the next due
     job and on the jobs_scheduled notification, then notifies jobs_ready so executors lease them;
-  - rescues PROCESSING jobs whose lease expired (their executor died): back to READY (the attempt
-    counts), FAILED when no attempts are left, CANCELLED when a cancel was requested;
+  - rescues PROCESSING jobs whose executor died (its session ended and it fell silent, seconds after
+    the crash) or whose lease expired: back to READY (the attempt counts), FAILED when no attempts
+    are left, CANCELLED when a cancel was requested;
   - deletes COMPLETED and CANCELLED jobs RETENTION_COMPLETED_DAYS after they finished, FAILED jobs
     RETENTION_FAILED_DAYS after, in small batches;
   - folds the job_counts rows that the jobs table's triggers append, so job counts stay cheap;
@@ -75,87 +56,9 @@ The active one:
 A database outage is logged, counted and retried; it never stops the process."""
 
 EPILOG = """\
-Every flag overrides the environment variable named in its help; DATABASE_URL (default
-postgresql://postgres@127.0.0.1:5432/jobs) is read from the environment only, so passwords stay out of
-the process list. Exit status: 0 after SIGTERM or SIGINT (duties stopped, leadership released), 2 when
-it refuses to start (a bad setting, a schema that needs `make migrate`, the metrics port taken)."""
-
-# (flag, environment variable, metavar, help)
-FLAGS: tuple[tuple[str, str, str, str], ...] = (
-    (
-        "--metrics-port",
-        "METRICS_PORT",
-        "PORT",
-        f"serve Prometheus metrics on this port, 0 for none (default {defaults.DEFAULT_METRICS_PORT})",
-    ),
-    ("--log-level", "LOG_LEVEL", "LEVEL", f"{', '.join(defaults.LOG_LEVELS)} (default INFO)"),
-    ("--log-format", "LOG_FORMAT", "FORMAT", "text for people, json for log collectors (default text)"),
-    (
-        "--promote-batch-size",
-        "SCHEDULER_PROMOTE_BATCH_SIZE",
-        "N",
-        f"most due jobs made READY per statement (default {defaults.DEFAULT_PROMOTE_BATCH_SIZE})",
-    ),
-    (
-        "--max-idle-seconds",
-        "SCHEDULER_MAX_IDLE_SECONDS",
-        "S",
-        "longest the promoter sleeps between looks for due jobs; it otherwise sleeps exactly until the next "
-        f"one and wakes on jobs_scheduled (default {defaults.DEFAULT_MAX_IDLE_SECONDS})",
-    ),
-    (
-        "--rescue-interval-seconds",
-        "SCHEDULER_RESCUE_INTERVAL_SECONDS",
-        "S",
-        f"how often to look for expired leases (default {defaults.DEFAULT_RESCUE_INTERVAL_SECONDS})",
-    ),
-    (
-        "--prune-interval-seconds",
-        "SCHEDULER_PRUNE_INTERVAL_SECONDS",
-        "S",
-        f"how often to delete finished jobs past retention (default {defaults.DEFAULT_PRUNE_INTERVAL_SECONDS})",
-    ),
-    (
-        "--prune-batch-size",
-        "SCHEDULER_PRUNE_BATCH_SIZE",
-        "N",
-        f"most finished jobs deleted per statement (default {defaults.DEFAULT_PRUNE_BATCH_SIZE})",
-    ),
-    (
-        "--compact-interval-seconds",
-        "SCHEDULER_COMPACT_INTERVAL_SECONDS",
-        "S",
-        "how often to fold the job_counts rows and refresh the jobs_by_status gauges "
-        f"(default {defaults.DEFAULT_COMPACT_INTERVAL_SECONDS})",
-    ),
-    (
-        "--schedules-poll-seconds",
-        "SCHEDULER_SCHEDULES_POLL_SECONDS",
-        "S",
-        "longest the periodic-schedule duty sleeps before looking for new schedules; it otherwise sleeps "
-        f"exactly until the next occurrence (default {defaults.DEFAULT_SCHEDULES_POLL_SECONDS})",
-    ),
-    (
-        "--leader-retry-seconds",
-        "SCHEDULER_LEADER_RETRY_SECONDS",
-        "S",
-        "how often a standby tries to become active, and the active one checks it still is "
-        f"(default {defaults.DEFAULT_LEADER_RETRY_SECONDS})",
-    ),
-    (
-        "--retention-completed-days",
-        "RETENTION_COMPLETED_DAYS",
-        "DAYS",
-        "delete COMPLETED and CANCELLED jobs this long after they finished; fractions allowed "
-        f"(default {defaults.DEFAULT_RETENTION_COMPLETED_DAYS:g})",
-    ),
-    (
-        "--retention-failed-days",
-        "RETENTION_FAILED_DAYS",
-        "DAYS",
-        f"delete FAILED jobs this long after they failed (default {defaults.DEFAULT_RETENTION_FAILED_DAYS:g})",
-    ),
-)
+Every flag overrides the environment variable named in its help. Exit status: 0 after SIGTERM or SIGINT
+(duties stopped, leadership released), 2 when it refuses to start (a bad setting, a schema that needs
+`jobservice migrate`, the metrics port taken)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,107 +69,34 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    for flag, variable, metavar, text in FLAGS:
-        parser.add_argument(flag, dest=variable, metavar=metavar, help=f"{text} [{variable}]")
+    SchedulerSettings.add_flags(parser)
     return parser
 
 
-def settings_from(args: argparse.Namespace) -> SchedulerSettings:
-    """The environment with the given flags laid over it, read and checked like the environment alone."""
-    overrides = {name: value for name, value in vars(args).items() if value is not None}
-    return SchedulerSettings.from_env({**os.environ, **overrides})
-
-
-T = TypeVar("T")
-
-
-class TracedJobMaintenance(JobMaintenance):
-    """JobMaintenance whose statements that changed rows (or failed) leave a span each.
-
-    Recorded after the fact, because only the answer tells whether a pass is worth a span: an idle
-    scheduler runs several statements a second that change nothing, and tracing those would bury the
-    rest. Used only when spans are exported (configure_tracing).
-    """
-
-    _tracer = trace.get_tracer("services.scheduler")
-
-    def _traced(self, operation: str, call: Callable[[], T], count: Callable[[T], int]) -> T:
-        started_ns = time.time_ns()
-        try:
-            result = call()
-        except Exception as error:
-            self._record(operation, started_ns, None, error)
-            raise
-        changed = count(result)
-        if changed:
-            self._record(operation, started_ns, changed, None)
-        return result
-
-    def _record(self, operation: str, started_ns: int, rows: int | None, error: Exception | None) -> None:
-        attributes: dict[str, str | int] = {"db.system": "postgresql", "db.operation.name": operation}
-        if rows is not None:
-            attributes["db.rows_affected"] = rows
-        span = self._tracer.start_span(
-            operation, context=Context(), kind=SpanKind.CLIENT, start_time=started_ns, attributes=attributes
-        )
-        if error is not None:
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-        span.end()
-
-    def promote_due_jobs(self, limit: int) -> list[PromotedJob]:
-        return self._traced("promote_due_jobs", partial(super().promote_due_jobs, limit), len)
-
-    def rescue_expired_leases(self, limit: int) -> list[RescuedJob]:
-        return self._traced("rescue_expired_leases", partial(super().rescue_expired_leases, limit), len)
-
-    def prune_finished_jobs(self, status: JobStatus, older_than: timedelta, limit: int) -> int:
-        return self._traced("prune_finished_jobs", partial(super().prune_finished_jobs, status, older_than, limit), int)
-
-    def compact_job_counts(self, limit: int) -> CompactedCounts:
-        return self._traced(
-            "compact_job_counts", partial(super().compact_job_counts, limit), lambda counts: counts.folded
-        )
-
-
-def build_duties(settings: SchedulerSettings, engine: Engine, traced: bool = False) -> list[Duty]:
-    """The five duties the active scheduler runs, configured from ``settings``; ``traced``: with spans."""
-    maintenance = TracedJobMaintenance(engine) if traced else JobMaintenance(engine)
-    return [
-        Promoter(maintenance, ChannelListener(engine), settings.promote_batch_size, settings.max_idle_seconds),
-        Rescuer(maintenance, settings.rescue_interval_seconds),
+def build_duties(settings: SchedulerSettings, db: Database) -> tuple[list[Duty], list[Listener]]:
+    """The five duties the active scheduler runs, configured from ``settings``, and what it listens to."""
+    promoter = Promoter(db, settings.promote_batch_size, settings.max_idle_seconds)
+    duties: list[Duty] = [
+        promoter,
+        Rescuer(db, settings.rescue_interval_seconds),
         Pruner(
-            maintenance,
+            db,
             settings.completed_retention,
             settings.failed_retention,
             settings.prune_batch_size,
             settings.prune_interval_seconds,
         ),
-        Compactor(maintenance, settings.compact_interval_seconds),
-        ScheduleSubmitter(ScheduleStore(engine), settings.schedules_poll_seconds),
+        Compactor(db, settings.compact_interval_seconds),
+        ScheduleSubmitter(db, settings.schedules_poll_seconds),
     ]
-
-
-def wait_for_schema(engine: Engine, stop: threading.Event) -> bool:
-    """Check the schema, waiting out a database outage; False if stopped first. Raises SchemaOutOfDate."""
-    backoff = Backoff()
-    while not stop.is_set():
-        try:
-            check_schema(engine)
-            return True
-        except DatabaseUnavailable as error:
-            delay = backoff.next_delay()
-            DATABASE_ERRORS.labels("check_schema").inc()
-            log.warning("cannot check the schema: %s; retrying in %.1f s", error, delay)
-            stop.wait(delay)
-    return False
+    return duties, [Listener("jobs_scheduled", db.listen_jobs_scheduled, promoter.notified)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the scheduler until SIGTERM or SIGINT; the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        settings = settings_from(args)
+        settings = SchedulerSettings.from_args(args)
     except SettingsError as error:
         print(f"scheduler: refusing to start: {error}", file=sys.stderr)
         return EXIT_REFUSED
@@ -279,36 +109,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: SchedulerSettings, traced: bool) -> int:
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s; stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-
+    JOB_TYPE_LABEL.cap = SCHEDULE_LABEL.cap = settings.metrics_max_label_values
     if settings.metrics_port:
+        address = f"{settings.metrics_bind_host}:{settings.metrics_port}"
         try:
-            start_metrics_server(settings.metrics_port)
+            start_metrics_server(settings.metrics_port, settings.metrics_bind_host)
         except OSError as error:
-            log.error("refusing to start: cannot serve metrics on port %d: %s", settings.metrics_port, error)
+            log.error("refusing to start: cannot serve metrics on %s: %s", address, error)
             return EXIT_REFUSED
-        log.info("serving metrics on :%d/metrics", settings.metrics_port)
-
-    engine = create_database_engine(settings.database_url, "scheduler", pool_size=POOL_SIZE)
+        log.info("serving metrics on %s/metrics", address)
+    db = Database(
+        settings.database_url,
+        "scheduler",
+        pool_size=POOL_SIZE,
+        threads=DATABASE_THREADS,
+        tracer=trace.get_tracer("shared.database") if traced else None,
+        pooler=settings.database_pooler,
+    )
     try:
-        if not wait_for_schema(engine, stop):
+        return asyncio.run(_schedule(settings, db))
+    finally:
+        db.close()
+
+
+async def _schedule(settings: SchedulerSettings, db: Database) -> int:
+    stop = Shutdown().install().requested
+    try:
+        if not await wait_for_schema(db.check_schema, stop):
             return EXIT_OK
     except SchemaOutOfDate as error:
         log.error("refusing to start: %s", error)
         return EXIT_REFUSED
-    try:
-        LeaderElector(LeaderLock(engine), build_duties(settings, engine, traced), settings.leader_retry_seconds).run(
-            stop
-        )
-    finally:
-        engine.dispose()
+    duties, listeners = build_duties(settings, db)
+    watch = asyncio.create_task(watch_loops(stop))
+    await LeaderElector(db, duties, listeners, settings.leader_retry_seconds).run(stop)
+    await watch
     log.info("stopped")
     return EXIT_OK
 

@@ -1,6 +1,6 @@
 """compact_job_counts: the job_counts delta rows the triggers append are folded into one row per
-(type, status), so counting jobs stays cheap however many jobs pass through. The jobs_by_status gauges
-are refreshed from the folded rows.
+(type, status), so counting jobs stays cheap however many jobs pass through. The jobs_by_status and
+jobs_ready_by_type gauges are refreshed from the folded rows, job_type_paused from the paused types.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 
 from services.scheduler import metrics
-from services.scheduler.loops import StopSignal
-from shared.database.maintenance import JobMaintenance
+from shared.database import Database
+from shared.runtime import Duty
 
 __all__ = ["COMPACT_BATCH_SIZE", "Compactor"]
 
@@ -18,28 +18,21 @@ log = logging.getLogger(__name__)
 COMPACT_BATCH_SIZE = 10_000
 
 
-class Compactor:
+class Compactor(Duty):
     """The compact_job_counts duty."""
 
     name = "compact_job_counts"
 
-    def __init__(self, maintenance: JobMaintenance, interval_seconds: float) -> None:
-        self.maintenance = maintenance
+    def __init__(self, db: Database, interval_seconds: float) -> None:
+        self.db = db
         self.interval_seconds = interval_seconds
 
-    def run_once(self) -> float:
+    async def run_once(self) -> float:
         """Fold one batch of delta rows; go again at once when the batch was full."""
-        compacted = self.maintenance.compact_job_counts(COMPACT_BATCH_SIZE)
+        compacted = await self.db.compact_job_counts(COMPACT_BATCH_SIZE)
         metrics.JOB_COUNTS_COMPACTED.inc(compacted.folded)
         if compacted.folded == COMPACT_BATCH_SIZE:
             return 0.0
-        for status, count in self.maintenance.count_jobs_by_status().items():
-            metrics.JOBS_BY_STATUS.labels(status.value).set(count)
+        metrics.set_job_counts(await self.db.count_jobs_by_type(), await self.db.select_paused_types())
         log.debug("folded %d job_counts rows into %d", compacted.folded, compacted.written)
         return self.interval_seconds
-
-    def wait(self, stop: StopSignal, seconds: float) -> None:
-        stop.wait(seconds)
-
-    def close(self) -> None:
-        pass

@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 
 from services.scheduler import metrics
-from services.scheduler.loops import StopSignal
-from shared.database.schedules import ScheduleStore
+from shared.database import Database
+from shared.runtime import Duty
+from shared.telemetry import SCHEDULE_LABEL
 
 __all__ = ["SCHEDULE_BATCH_SIZE", "ScheduleSubmitter"]
 
@@ -28,21 +29,21 @@ SCHEDULE_BATCH_SIZE = 100
 LOCKED_DUE_SCHEDULE_RETRY_SECONDS = 0.01
 
 
-class ScheduleSubmitter:
+class ScheduleSubmitter(Duty):
     """The submit_scheduled_occurrences duty."""
 
     name = "submit_scheduled_occurrences"
 
-    def __init__(self, schedules: ScheduleStore, poll_seconds: float, batch_size: int = SCHEDULE_BATCH_SIZE) -> None:
-        self.schedules = schedules
+    def __init__(self, db: Database, poll_seconds: float, batch_size: int = SCHEDULE_BATCH_SIZE) -> None:
+        self.db = db
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
 
-    def run_once(self) -> float:
+    async def run_once(self) -> float:
         """Submit up to a batch of due occurrences; return the seconds until the next one is due (capped)."""
         submitted = 0
         while submitted < self.batch_size:
-            occurrence = self.schedules.submit_due_occurrence()
+            occurrence = await self.db.submit_due_occurrence()
             if occurrence is None:
                 break
             submitted += 1
@@ -56,7 +57,7 @@ class ScheduleSubmitter:
                     extra={"schedule": occurrence.schedule_name},
                 )
                 continue
-            metrics.SCHEDULE_OCCURRENCES.labels(occurrence.schedule_name).inc()
+            metrics.SCHEDULE_OCCURRENCES.labels(SCHEDULE_LABEL(occurrence.schedule_name)).inc()
             metrics.SCHEDULE_LATENESS.observe(occurrence.lateness_seconds)
             extra = {"job_id": occurrence.job_id, "schedule": occurrence.schedule_name}
             if occurrence.skipped_from is not None:
@@ -82,16 +83,10 @@ class ScheduleSubmitter:
                 )
         if submitted == self.batch_size:
             return 0.0
-        next_due = self.schedules.seconds_until_next_due()
+        next_due = await self.db.seconds_until_next_schedule()
         if next_due is None:
             return self.poll_seconds
         if next_due <= 0:
             # Due but not taken: it came due a moment ago, or another transaction holds its row.
             return LOCKED_DUE_SCHEDULE_RETRY_SECONDS
         return min(next_due, self.poll_seconds)
-
-    def wait(self, stop: StopSignal, seconds: float) -> None:
-        stop.wait(seconds)
-
-    def close(self) -> None:
-        pass

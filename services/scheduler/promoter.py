@@ -1,19 +1,19 @@
 """promote_due_jobs: PENDING jobs become READY when their time comes, within milliseconds of it.
 
 Between passes the promoter sleeps exactly until the earliest PENDING job is due (capped by
-max_idle_seconds) and LISTENs on ``jobs_scheduled``, which the API and the executors NOTIFY when they add
-a PENDING job: a job due sooner than the promoter's wake-up then wakes it to recompute.
+max_idle_seconds). While it leads, the scheduler LISTENs on ``jobs_scheduled`` (shared.runtime.Listener),
+which the API and the executors NOTIFY when they add a PENDING job: ``notified`` then wakes the promoter
+to recompute, as does (re)starting to listen, so a job added while nobody listened is not missed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import select
 
 from services.scheduler import metrics
-from services.scheduler.loops import StopSignal
-from shared.database.maintenance import ChannelListener, JobMaintenance
-from shared.errors import DatabaseUnavailable
+from shared.database import Database
+from shared.runtime import Duty
 
 __all__ = ["Promoter"]
 
@@ -22,28 +22,27 @@ log = logging.getLogger(__name__)
 LOCKED_DUE_JOB_RETRY_SECONDS = 0.01
 
 
-class Promoter:
+class Promoter(Duty):
     """The promote_due_jobs duty."""
 
     name = "promote_due_jobs"
+    wake: asyncio.Event
 
-    def __init__(
-        self,
-        maintenance: JobMaintenance,
-        listener: ChannelListener,
-        batch_size: int,
-        max_idle_seconds: float,
-    ) -> None:
-        self.maintenance = maintenance
-        self.listener = listener
+    def __init__(self, db: Database, batch_size: int, max_idle_seconds: float) -> None:
+        self.db = db
         self.batch_size = batch_size
         self.max_idle_seconds = max_idle_seconds
+        self.wake = asyncio.Event()
 
-    def run_once(self) -> float:
+    def notified(self) -> None:
+        """A jobs_scheduled notification, or listening (re)started: look again now."""
+        self.wake.set()
+
+    async def run_once(self) -> float:
         """Promote one batch of due jobs; return the seconds until the next is due (capped)."""
-        # LISTEN before reading the next due time, so a job added after that read still wakes us.
-        self._ensure_listening()
-        promoted = self.maintenance.promote_due_jobs(self.batch_size)
+        # Cleared before the reads: a notification that arrives during them makes the next pass start at once.
+        self.wake.clear()
+        promoted = await self.db.promote_due_jobs(self.batch_size)
         if promoted:
             metrics.JOBS_PROMOTED.inc(len(promoted))
             for job in promoted:
@@ -57,7 +56,7 @@ class Promoter:
             )
             if len(promoted) == self.batch_size:
                 return 0.0
-        next_due = self.maintenance.seconds_until_next_due()
+        next_due = await self.db.seconds_until_next_due()
         if next_due is None:
             return self.max_idle_seconds
         if next_due <= 0 and not promoted:
@@ -65,42 +64,3 @@ class Promoter:
             # Look again shortly rather than spin while the lock is held.
             return LOCKED_DUE_JOB_RETRY_SECONDS
         return min(max(next_due, 0.0), self.max_idle_seconds)
-
-    def wait(self, stop: StopSignal, seconds: float) -> None:
-        """Sleep ``seconds``, waking early for a ``jobs_scheduled`` notification or ``stop``."""
-        if not self.listener.listening:
-            stop.wait(seconds)
-            return
-        try:
-            listener_fd = self.listener.fileno()
-            readable, _, _ = select.select([listener_fd, stop.fileno()], [], [], seconds)
-        except (OSError, ValueError, DatabaseUnavailable):
-            # The socket was closed under us; listen again on the next pass.
-            self.listener.close()
-            return
-        if listener_fd in readable:
-            try:
-                count = self.listener.drain()
-            except DatabaseUnavailable as error:
-                metrics.DATABASE_ERRORS.labels("listen_jobs_scheduled").inc()
-                log.warning("stopped hearing jobs_scheduled: %s; polling until listening again", error)
-                return
-            if count:
-                log.debug("woken by %d jobs_scheduled notifications", count)
-
-    def close(self) -> None:
-        """Stop listening: only the active scheduler needs the notifications."""
-        self.listener.close()
-
-    def _ensure_listening(self) -> None:
-        if self.listener.listening:
-            return
-        try:
-            self.listener.listen()
-        except DatabaseUnavailable as error:
-            # Promote anyway: during an outage that fails too and the loop backs off; if only LISTEN
-            # fails, the promoter still works, polling every max_idle_seconds until LISTEN succeeds.
-            metrics.DATABASE_ERRORS.labels("listen_jobs_scheduled").inc()
-            log.warning("cannot LISTEN jobs_scheduled: %s; polling every %.2f s", error, self.max_idle_seconds)
-            return
-        log.info("listening on jobs_scheduled")

@@ -10,9 +10,9 @@ import logging
 from datetime import timedelta
 
 from services.scheduler import metrics
-from services.scheduler.loops import StopSignal
-from shared.database.maintenance import JobMaintenance
+from shared.database import Database
 from shared.jobs import JobStatus
+from shared.runtime import Duty
 
 __all__ = ["PRUNE_BATCH_PAUSE_SECONDS", "Pruner"]
 
@@ -21,20 +21,20 @@ log = logging.getLogger(__name__)
 PRUNE_BATCH_PAUSE_SECONDS = 0.05
 
 
-class Pruner:
+class Pruner(Duty):
     """The prune_finished_jobs duty."""
 
     name = "prune_finished_jobs"
 
     def __init__(
         self,
-        maintenance: JobMaintenance,
+        db: Database,
         completed_retention: timedelta,
         failed_retention: timedelta,
         batch_size: int,
         interval_seconds: float,
     ) -> None:
-        self.maintenance = maintenance
+        self.db = db
         self.retention = {
             JobStatus.COMPLETED: completed_retention,
             JobStatus.CANCELLED: completed_retention,
@@ -43,11 +43,11 @@ class Pruner:
         self.batch_size = batch_size
         self.interval_seconds = interval_seconds
 
-    def run_once(self) -> float:
+    async def run_once(self) -> float:
         """Delete one batch per finished status; pause briefly and go on while any batch was full."""
         backlog = False
         for status, older_than in self.retention.items():
-            deleted = self.maintenance.prune_finished_jobs(status, older_than, self.batch_size)
+            deleted = await self.db.prune_finished_jobs(status, older_than, self.batch_size)
             if deleted:
                 metrics.JOBS_PRUNED.labels(status.value).inc(deleted)
                 log.info(
@@ -59,9 +59,3 @@ class Pruner:
                 )
             backlog = backlog or deleted == self.batch_size
         return PRUNE_BATCH_PAUSE_SECONDS if backlog else self.interval_seconds
-
-    def wait(self, stop: StopSignal, seconds: float) -> None:
-        stop.wait(seconds)
-
-    def close(self) -> None:
-        pass

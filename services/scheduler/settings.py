@@ -1,75 +1,18 @@
-"""The scheduler's settings: one frozen object, built from the environment at start.
+"""The scheduler's settings: one frozen object, built from the environment and the flags at start.
 
-Environment variables (each has a command-line flag that overrides it; see ``--help``):
-
-    DATABASE_URL                        PostgreSQL URL (postgresql://user@host:port/db)
-    METRICS_PORT                        port of the Prometheus /metrics endpoint; 0 turns it off (8002)
-    LOG_LEVEL                           DEBUG, INFO, WARNING or ERROR (INFO)
-    LOG_FORMAT                          text or json (text)
-    SCHEDULER_PROMOTE_BATCH_SIZE        most PENDING jobs made READY per statement (1000)
-    SCHEDULER_MAX_IDLE_SECONDS          longest the promoter sleeps without a notification, should one
-                                        be lost; it otherwise sleeps exactly until the next due job (1.0)
-    SCHEDULER_RESCUE_INTERVAL_SECONDS   how often expired leases are looked for (1.0)
-    SCHEDULER_PRUNE_INTERVAL_SECONDS    how often old finished jobs are looked for (60)
-    SCHEDULER_PRUNE_BATCH_SIZE          most jobs deleted per statement (500)
-    SCHEDULER_COMPACT_INTERVAL_SECONDS  how often the job_counts deltas are folded together (5.0)
-    SCHEDULER_SCHEDULES_POLL_SECONDS    longest the periodic-schedule duty sleeps before looking for new or
-                                        changed schedules; it otherwise sleeps exactly until the next
-                                        occurrence (1.0)
-    SCHEDULER_LEADER_RETRY_SECONDS      how often a standby tries to become leader, and the leader checks
-                                        it still is (1.0)
-    RETENTION_COMPLETED_DAYS            COMPLETED and CANCELLED jobs are deleted this many days after they
-                                        finished (7; fractions allowed)
-    RETENTION_FAILED_DAYS               FAILED jobs are deleted this many days after they failed (30)
+Each field is one declaration (shared/settings.py): variable, flag, type, range, default and help, from which
+``--help`` and the README's table are made too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from shared.settings import (
-    DEFAULT_LOG_FORMAT,
-    DEFAULT_LOG_LEVEL,
-    LOG_FORMATS,
-    LOG_LEVELS,
-    database_url_from_env,
-    env_float,
-    env_int,
-    env_log_format,
-    env_log_level,
-)
+from shared.settings import ProcessSettings, SettingsError, metrics_bind_host, metrics_port, setting
 
-__all__ = [
-    "DEFAULT_COMPACT_INTERVAL_SECONDS",
-    "DEFAULT_LEADER_RETRY_SECONDS",
-    "DEFAULT_MAX_IDLE_SECONDS",
-    "DEFAULT_METRICS_PORT",
-    "DEFAULT_PROMOTE_BATCH_SIZE",
-    "DEFAULT_PRUNE_BATCH_SIZE",
-    "DEFAULT_PRUNE_INTERVAL_SECONDS",
-    "DEFAULT_RESCUE_INTERVAL_SECONDS",
-    "DEFAULT_RETENTION_COMPLETED_DAYS",
-    "DEFAULT_RETENTION_FAILED_DAYS",
-    "DEFAULT_SCHEDULES_POLL_SECONDS",
-    "LOG_FORMATS",
-    "LOG_LEVELS",
-    "SchedulerSettings",
-]
-
-DEFAULT_METRICS_PORT = 8002
-DEFAULT_PROMOTE_BATCH_SIZE = 1000
-DEFAULT_MAX_IDLE_SECONDS = 1.0
-DEFAULT_RESCUE_INTERVAL_SECONDS = 1.0
-DEFAULT_PRUNE_INTERVAL_SECONDS = 60.0
-DEFAULT_PRUNE_BATCH_SIZE = 500
-DEFAULT_COMPACT_INTERVAL_SECONDS = 5.0
-DEFAULT_LEADER_RETRY_SECONDS = 1.0
-DEFAULT_SCHEDULES_POLL_SECONDS = 1.0
-DEFAULT_RETENTION_COMPLETED_DAYS = 7.0
-DEFAULT_RETENTION_FAILED_DAYS = 30.0
-
+__all__ = ["SchedulerSettings"]
 
 # Upper bounds keep a typo (seconds given as milliseconds) from silently stalling a duty.
 MAX_BATCH_SIZE = 100_000
@@ -79,24 +22,62 @@ MAX_RETENTION_DAYS = 100 * 365.0
 MIN_INTERVAL_SECONDS = 0.01
 
 
-@dataclass(frozen=True)
-class SchedulerSettings:
-    """Everything the scheduler process can be told; see the module docstring for the variables."""
+def _interval(variable: str, default: float, help: str) -> Any:
+    return setting(variable, default, help, minimum=MIN_INTERVAL_SECONDS, maximum=MAX_INTERVAL_SECONDS)
 
-    database_url: str
-    metrics_port: int = DEFAULT_METRICS_PORT
-    log_level: str = DEFAULT_LOG_LEVEL
-    log_format: str = DEFAULT_LOG_FORMAT
-    promote_batch_size: int = DEFAULT_PROMOTE_BATCH_SIZE
-    max_idle_seconds: float = DEFAULT_MAX_IDLE_SECONDS
-    rescue_interval_seconds: float = DEFAULT_RESCUE_INTERVAL_SECONDS
-    prune_interval_seconds: float = DEFAULT_PRUNE_INTERVAL_SECONDS
-    prune_batch_size: int = DEFAULT_PRUNE_BATCH_SIZE
-    compact_interval_seconds: float = DEFAULT_COMPACT_INTERVAL_SECONDS
-    leader_retry_seconds: float = DEFAULT_LEADER_RETRY_SECONDS
-    schedules_poll_seconds: float = DEFAULT_SCHEDULES_POLL_SECONDS
-    retention_completed_days: float = DEFAULT_RETENTION_COMPLETED_DAYS
-    retention_failed_days: float = DEFAULT_RETENTION_FAILED_DAYS
+
+def _batch(variable: str, default: int, help: str) -> Any:
+    return setting(variable, default, help, minimum=1, maximum=MAX_BATCH_SIZE)
+
+
+def _retention(variable: str, default: float, help: str) -> Any:
+    return setting(variable, default, help, minimum=0.0, maximum=MAX_RETENTION_DAYS)
+
+
+@dataclass(frozen=True)
+class SchedulerSettings(ProcessSettings):
+    """Everything the scheduler process can be told."""
+
+    metrics_port: int = metrics_port(8002)
+    metrics_bind_host: str = metrics_bind_host()
+    promote_batch_size: int = _batch("SCHEDULER_PROMOTE_BATCH_SIZE", 1000, "most due jobs made READY per statement")
+    max_idle_seconds: float = _interval(
+        "SCHEDULER_MAX_IDLE_SECONDS",
+        1.0,
+        "longest the promoter sleeps between looks for due jobs, should a notification be lost; it otherwise "
+        "sleeps exactly until the next due job and wakes on jobs_scheduled",
+    )
+    rescue_interval_seconds: float = _interval(
+        "SCHEDULER_RESCUE_INTERVAL_SECONDS", 1.0, "how often lost jobs (expired leases, dead executors) are looked for"
+    )
+    prune_interval_seconds: float = _interval(
+        "SCHEDULER_PRUNE_INTERVAL_SECONDS", 60.0, "how often finished jobs past their retention are looked for"
+    )
+    prune_batch_size: int = _batch("SCHEDULER_PRUNE_BATCH_SIZE", 500, "most finished jobs deleted per statement")
+    compact_interval_seconds: float = _interval(
+        "SCHEDULER_COMPACT_INTERVAL_SECONDS",
+        5.0,
+        "how often the job_counts rows are folded together and the jobs_by_status gauges refreshed",
+    )
+    leader_retry_seconds: float = _interval(
+        "SCHEDULER_LEADER_RETRY_SECONDS",
+        1.0,
+        "how often a standby tries to become the active scheduler, and the active one checks it still is",
+    )
+    schedules_poll_seconds: float = _interval(
+        "SCHEDULER_SCHEDULES_POLL_SECONDS",
+        1.0,
+        "longest the periodic-schedule duty sleeps before looking for new or changed schedules; it otherwise "
+        "sleeps exactly until the next occurrence",
+    )
+    retention_completed_days: float = _retention(
+        "RETENTION_COMPLETED_DAYS",
+        7.0,
+        "COMPLETED and CANCELLED jobs are deleted this many days after they finished (fractions allowed)",
+    )
+    retention_failed_days: float = _retention(
+        "RETENTION_FAILED_DAYS", 30.0, "FAILED jobs are deleted this many days after they failed"
+    )
 
     @property
     def completed_retention(self) -> timedelta:
@@ -108,33 +89,11 @@ class SchedulerSettings:
         """How long FAILED jobs are kept."""
         return timedelta(days=self.retention_failed_days)
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SchedulerSettings:
-        """Read every setting; raise SettingsError naming the first variable with a bad value."""
-
-        def interval(name: str, default: float) -> float:
-            return env_float(name, default, MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS, env)
-
-        def batch(name: str, default: int) -> int:
-            return env_int(name, default, 1, MAX_BATCH_SIZE, env)
-
-        return cls(
-            database_url=database_url_from_env(env),
-            metrics_port=env_int("METRICS_PORT", DEFAULT_METRICS_PORT, 0, 65535, env),
-            log_level=env_log_level(env),
-            log_format=env_log_format(env),
-            promote_batch_size=batch("SCHEDULER_PROMOTE_BATCH_SIZE", DEFAULT_PROMOTE_BATCH_SIZE),
-            max_idle_seconds=interval("SCHEDULER_MAX_IDLE_SECONDS", DEFAULT_MAX_IDLE_SECONDS),
-            rescue_interval_seconds=interval("SCHEDULER_RESCUE_INTERVAL_SECONDS", DEFAULT_RESCUE_INTERVAL_SECONDS),
-            prune_interval_seconds=interval("SCHEDULER_PRUNE_INTERVAL_SECONDS", DEFAULT_PRUNE_INTERVAL_SECONDS),
-            prune_batch_size=batch("SCHEDULER_PRUNE_BATCH_SIZE", DEFAULT_PRUNE_BATCH_SIZE),
-            compact_interval_seconds=interval("SCHEDULER_COMPACT_INTERVAL_SECONDS", DEFAULT_COMPACT_INTERVAL_SECONDS),
-            leader_retry_seconds=interval("SCHEDULER_LEADER_RETRY_SECONDS", DEFAULT_LEADER_RETRY_SECONDS),
-            schedules_poll_seconds=interval("SCHEDULER_SCHEDULES_POLL_SECONDS", DEFAULT_SCHEDULES_POLL_SECONDS),
-            retention_completed_days=env_float(
-                "RETENTION_COMPLETED_DAYS", DEFAULT_RETENTION_COMPLETED_DAYS, 0.0, MAX_RETENTION_DAYS, env
-            ),
-            retention_failed_days=env_float(
-                "RETENTION_FAILED_DAYS", DEFAULT_RETENTION_FAILED_DAYS, 0.0, MAX_RETENTION_DAYS, env
-            ),
-        )
+    def check(self) -> None:
+        """Leadership (a session advisory lock) and wake-ups (LISTEN) need a session of their own."""
+        if self.database_pooler == "transaction":
+            raise SettingsError(
+                "DATABASE_POOLER=transaction: the scheduler needs a session of its own (its leadership is a "
+                "session advisory lock, its wake-ups a LISTEN); give it a direct DATABASE_URL (none) or a "
+                "session-mode pool (session)"
+            )

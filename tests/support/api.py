@@ -1,4 +1,4 @@
-"""Talking to a running api process over REST, the way curl would."""
+"""Talking to a running api process over REST, the way curl would (and gRPC where a test needs both)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import json
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+
+from shared.proto.jobs.v1 import job_service_pb2 as pb
+from shared.proto.jobs.v1.job_service_pb2_grpc import JobServiceStub
 from tests.support.processes import ServiceProcess, free_port
 
 # The bearer token of the token-guarded api the tests start (16+ characters, as the api requires).
@@ -70,6 +74,37 @@ class ApiServer:
 
     def post(self, path: str, body: Any = None, **kwargs: Any) -> Reply:
         return self.request("POST", path, body, **kwargs)
+
+
+def refused_callback_urls(api: ApiServer, stub: JobServiceStub, urls: Iterable[str]) -> list[str]:
+    """Submit an echo job with each callback_url, over REST and as the second job of a gRPC SubmitJobs
+    batch; each must be INVALID_ARGUMENT naming the field. The REST messages, without the field's name."""
+    messages = []
+    for url in urls:
+        reply = api.post("/jobs", {"type": "echo", "callback_url": url})
+        assert reply.status == 400, (url, reply.body)
+        assert reply.body["message"].startswith("callback_url: "), reply.body
+        assert reply.body["details"][-1]["fieldViolations"][0]["field"] == "callback_url"
+        messages.append(reply.body["message"].removeprefix("callback_url: "))
+        batch = [pb.SubmitJobRequest(type="echo", callback_url="https://example.com/ok")]
+        try:
+            stub.SubmitJobs(pb.SubmitJobsRequest(jobs=[*batch, pb.SubmitJobRequest(type="echo", callback_url=url)]))
+        except grpc.RpcError as caught:
+            assert caught.code() == grpc.StatusCode.INVALID_ARGUMENT, (url, caught)
+            assert caught.details() == f"jobs[1].callback_url: {messages[-1]}", (url, caught.details())
+        else:
+            raise AssertionError(f"SubmitJobs accepted callback_url {url!r}")
+    return messages
+
+
+@contextmanager
+def insecure_channel(api: ApiServer) -> Iterator[grpc.Channel]:
+    """A plaintext gRPC channel to the api, closed afterwards."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{api.grpc_port}")
+    try:
+        yield channel
+    finally:
+        channel.close()
 
 
 @contextmanager

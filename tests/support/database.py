@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
-from alembic import command
-from alembic.config import Config
+
+from shared.database import apply_migrations
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -35,18 +35,8 @@ def _admin(url: str) -> Any:
 
 
 def migrate(database_url: str) -> None:
-    """alembic upgrade head, as `make migrate` does."""
-    config = Config(str(ROOT / "alembic.ini"))
-    config.attributes["configure_logger"] = False
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = database_url
-    try:
-        command.upgrade(config, "head")
-    finally:
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous
+    """The migrations up to the newest, as `jobservice migrate` applies them."""
+    apply_migrations(database_url)
 
 
 @contextmanager
@@ -75,7 +65,20 @@ def truncate_jobs(database_url: str) -> None:
             # A transaction of its own, and DELETE (row locks) rather than TRUNCATE: a running executor
             # locks job_type_limits then jobs, and locks taken in the other order could deadlock.
             cur.execute("DELETE FROM job_type_limits")
+            cur.execute("DELETE FROM job_type_pauses")
         with conn, conn.cursor() as cur:
-            cur.execute("TRUNCATE jobs, job_counts, job_schedules, job_dependencies RESTART IDENTITY")
+            cur.execute("TRUNCATE jobs, job_counts, job_schedules, job_dependencies, job_attempts RESTART IDENTITY")
+    finally:
+        conn.close()
+
+
+def sql(url: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Run one statement on a connection of its own (autocommit, closed afterwards); its rows, if any."""
+    conn = psycopg2.connect(url, connect_timeout=10)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return list(cur.fetchall()) if cur.description is not None else []
     finally:
         conn.close()

@@ -6,16 +6,17 @@ The ``executors`` and ``start_executor`` fixtures of tests/conftest.py start ``E
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
-from shared.database.jobs import JobStore
 from shared.errors import DatabaseUnavailable
 from shared.jobs import FINISHED_STATUSES, Job, JobStatus, NewJob
-from tests.support.processes import ServiceProcess, free_port, wait_until
+from tests.support.gateway import gateway
+from tests.support.processes import STARTUP_TIMEOUT, ServiceProcess, free_port, wait_until
 
 TEST_HANDLERS = "tests.handlers_for_tests"
 # Quick loops, so tests do not wait on the production defaults.
@@ -44,7 +45,7 @@ class Executor(ServiceProcess):
             args,
         )
 
-    def wait_started(self, timeout: float = 20) -> Executor:
+    def wait_started(self, timeout: float = STARTUP_TIMEOUT) -> Executor:
         def started() -> bool:
             if not self.alive():
                 raise AssertionError(
@@ -75,6 +76,23 @@ class Executor(ServiceProcess):
         return self.process.wait(timeout)
 
 
+@contextmanager
+def running_executors(
+    database_url: str, count: int, args: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> Iterator[list[Executor]]:
+    """``count`` executors started together and waited for; stopped (SIGTERM) at the end."""
+    started = [Executor(database_url, args, env) for _ in range(count)]
+    for executor in started:
+        executor.start()
+    try:
+        for executor in started:
+            executor.wait_started()
+        yield started
+    finally:
+        for executor in started:
+            executor.stop()
+
+
 def submit(
     engine: Engine, job_type: str, payload: dict[str, Any] | None = None, count: int = 1, **fields: Any
 ) -> list[int]:
@@ -82,22 +100,22 @@ def submit(
     fields.setdefault("timeout_seconds", 30)
     jobs = [NewJob(job_type, dict(payload or {}), **fields) for _ in range(count)]
     ids: list[int] = []
-    store = JobStore(engine)
     for start in range(0, len(jobs), 1000):
         chunk = jobs[start : start + 1000]
-        ids += [result.job.job_id for result in store.submit_jobs([(job, job.validate(1 << 20)) for job in chunk])]
+        ids += [result.job.job_id for result in gateway(engine).submit_jobs([job.validate(1 << 20) for job in chunk])]
     return ids
 
 
 def get_jobs(engine: Engine, ids: Sequence[int]) -> dict[int, Job]:
-    return JobStore(engine).get_jobs(ids)
+    jobs: dict[int, Job] = gateway(engine).get_jobs(ids)
+    return jobs
 
 
 def wait_for_jobs(
     engine: Engine,
     ids: Sequence[int],
     statuses: frozenset[JobStatus] | set[JobStatus] = FINISHED_STATUSES,
-    timeout: float = 20,
+    timeout: float = 60,
 ) -> dict[int, Job]:
     """Wait until every job is in one of ``statuses``; the jobs."""
     found: dict[int, Job] = {}

@@ -9,17 +9,15 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from shared.database.jobs import JobStore
 from shared.jobs import JobStatus, NewJob
+from tests.support.gateway import gateway
 
 
 def submit(engine: Engine, count: int = 1, scheduled_in: timedelta | None = None, **fields: Any) -> list[int]:
     """Submit ``count`` jobs through the API's store; scheduled that far ahead when given."""
     when = datetime.now(timezone.utc) + scheduled_in if scheduled_in is not None else None
     jobs = [NewJob(type=fields.pop("type", "echo"), scheduled_at=when, timeout_seconds=300, **fields)] * count
-    return [
-        result.job.job_id for result in JobStore(engine).submit_jobs([(job, job.validate(1 << 20)) for job in jobs])
-    ]
+    return [result.job.job_id for result in gateway(engine).submit_jobs([job.validate(1 << 20) for job in jobs])]
 
 
 def execute(engine: Engine, sql: str, **params: Any) -> None:

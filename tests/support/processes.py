@@ -50,6 +50,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# How long a process may take to start, listen or lead: generous, because a loaded 2-core machine (CI beside
+# other work) can take 20 s to start a Python process; a healthy start returns as soon as it is ready.
+STARTUP_TIMEOUT = 60.0
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05, what: str = "") -> None:
     """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -67,7 +72,8 @@ def port_open(port: int) -> bool:
 
 
 class ServiceProcess:
-    """One ``python -m services.<name>`` process with its output captured to a log file."""
+    """One ``python -m services.<name>`` process with its output captured to a log file. ``command``
+    replaces ``python -m <module>`` (e.g. an installed ``jobservice api``), run in ``cwd``."""
 
     def __init__(
         self,
@@ -75,9 +81,13 @@ class ServiceProcess:
         env: Mapping[str, str],
         args: Sequence[str] = (),
         log_dir: Path | None = None,
+        command: Sequence[str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         self.module = module
         self.args = list(args)
+        self.command = [sys.executable, "-m", module] if command is None else list(command)
+        self.cwd = cwd
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
         log_dir = log_dir or Path(os.environ.get("TMPDIR", "/tmp"))
         self.log_path = log_dir / f"{module.replace('.', '_')}-{os.getpid()}-{time.monotonic_ns()}.log"
@@ -86,8 +96,8 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module, *self.args],
-            cwd=ROOT,
+            [*self.command, *self.args],
+            cwd=self.cwd,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -131,7 +141,7 @@ class ServiceProcess:
             self._log.close()
         return self.process.returncode
 
-    def wait_for_port(self, port: int, timeout: float = 20) -> ServiceProcess:
+    def wait_for_port(self, port: int, timeout: float = STARTUP_TIMEOUT) -> ServiceProcess:
         def ready() -> bool:
             if not self.alive():
                 raise AssertionError(f"{self.module} exited early:\n{self.output()[-3000:]}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.processes import ServiceProcess, free_port, wait_until
+from tests.support.processes import STARTUP_TIMEOUT, ServiceProcess, free_port, wait_until
 
 # Short intervals so each test sees a duty run within a fraction of a second.
 FAST_SCHEDULER_ENV = {
@@ -48,7 +48,7 @@ class Scheduler(ServiceProcess):
             raise AssertionError(f"scheduler exited:\n{self.output()[-3000:]}")
         return self.metric("scheduler_is_leader") == 1
 
-    def wait_until_leader(self, timeout: float = 15) -> Scheduler:
+    def wait_until_leader(self, timeout: float = STARTUP_TIMEOUT) -> Scheduler:
         wait_until(self.is_leader, timeout, what="the scheduler to become leader")
         return self
 

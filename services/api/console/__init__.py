@@ -3,22 +3,23 @@
 Plain HTML, CSS and JavaScript modules from ``static/``, served as they are: no build step, nothing
 fetched from another host. The pages call the REST routes of the same server, so they see exactly
 what curl sees, with the bearer token the operator types in. The pages themselves need no token: they
-hold no data until the API gives it.
+hold no data until the API gives it. /openapi.json is the file ``make proto`` writes next to the generated
+code (services/api/openapi.py), served as it is.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from aiohttp import web
-from google.protobuf.descriptor import ServiceDescriptor
 
-from services.api.openapi import openapi_document
+from shared.proto.jobs.v1 import job_service_pb2
 
-__all__ = ["CONTENT_TYPES", "STATIC_DIR", "add_console_routes"]
+__all__ = ["CONTENT_TYPES", "OPENAPI_DOCUMENT", "STATIC_DIR", "add_console_routes"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Written by `make proto` (scripts/gen_protos.py) next to the generated code, and shipped in the wheel with it.
+OPENAPI_DOCUMENT = Path(job_service_pb2.__file__).with_name("openapi.json")
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -48,10 +49,10 @@ def _asset(path: Path) -> web.Response:
     )
 
 
-def add_console_routes(app: web.Application, service: ServiceDescriptor) -> None:
+def add_console_routes(app: web.Application) -> None:
     """Mount / (a redirect), /ui, /ui/static/*, /docs and /openapi.json on ``app``."""
     assets = {path.name: path for path in STATIC_DIR.iterdir() if path.suffix in CONTENT_TYPES and path.is_file()}
-    document = json.dumps(openapi_document(service), indent=1).encode()
+    document = OPENAPI_DOCUMENT.read_bytes()
 
     async def root(_: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/ui")

@@ -6,7 +6,7 @@
                     absent); ``permanent: true`` makes the failure non-retryable.
 - ``send_email``    sends an email over SMTP (see ``send_email``; configured by SMTP_* variables).
 - ``http_request``  calls a URL (see ``http_request``); 2xx succeeds, 5xx/408/429/network errors retry, other
-                    statuses fail at once.
+                    statuses and destinations the egress policy refuses (shared/egress.py) fail at once.
 - ``jobs.callback`` delivers a completion webhook (queued by the database when a job with a callback_url
                     finishes; see ``callback``).
 """

@@ -13,7 +13,8 @@ The database queues one such job when a job submitted with a ``callback_url`` fi
 Any 2xx answer delivers it. Anything else (3xx included: redirects are not followed, the signed body
 must not travel elsewhere), a network error or a timeout is a retryable failure: the delivery runs
 again after the executor's backoff until its attempts are used up, and then stays FAILED with the last
-error. The secret appears in no log, error or job.
+error. A URL the egress policy refuses (an internal address, written or resolved; shared/egress.py)
+fails at once, without connecting. The secret appears in no log, error or job.
 """
 
 from __future__ import annotations

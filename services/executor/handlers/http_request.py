@@ -10,6 +10,11 @@ Payload:
 Result on 2xx: ``{"status": 200, "headers": {...}, "body": "<text, at most 64 KiB>", "truncated": false}``.
 Network errors, timeouts, 5xx, 408, 425 and 429 are retryable failures; any other status (3xx left
 after following redirects, 4xx) fails the job at once: sending the same request again would not help.
+
+Where it may go: the egress policy (shared/egress.py, EGRESS_ALLOW_NETWORKS) is checked on the URL and on
+every redirect hop, after DNS resolution, and the connection goes to the checked address. A refused
+destination (loopback, private, link-local, CGNAT, ... unless opened), a redirect to anything but
+http(s), and more than 10 redirects fail the job at once, before anything is connected to.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from services.executor.context import JobContext
 from services.executor.errors import PermanentError
 from services.executor.handlers.basic import number_field
 from services.executor.registry import handler
+from shared.egress import EgressPolicy, EgressRefused, check_url, egress_connector
 
-__all__ = ["RESPONSE_BODY_LIMIT", "HttpAnswer", "exchange", "http_request", "redact_url"]
+__all__ = ["RESPONSE_BODY_LIMIT", "HttpAnswer", "configure", "exchange", "http_request", "redact_url"]
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -35,6 +42,12 @@ MAX_TIMEOUT_SECONDS = 3600.0
 RESPONSE_BODY_LIMIT = 64 * 1024
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 ERROR_BODY_SNIPPET = 200
+MAX_REDIRECTS = 10
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Dropped when a redirect leaves the origin they were meant for.
+ORIGIN_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+_egress = EgressPolicy()
 
 
 class HttpStatusError(Exception):
@@ -93,6 +106,13 @@ class HttpAnswer:
     truncated: bool  # the body was longer
 
 
+def configure(policy: EgressPolicy) -> None:
+    """Use this egress policy for every outbound request from now on (the executor calls this once at
+    start, with EGRESS_ALLOW_NETWORKS and EGRESS_DENY_PORTS)."""
+    global _egress
+    _egress = policy
+
+
 async def exchange(
     method: str,
     url: str,
@@ -104,28 +124,70 @@ async def exchange(
     allow_redirects: bool = True,
 ) -> HttpAnswer:
     """One HTTP exchange within ``timeout`` seconds, for the handlers that call out (http_request,
-    jobs.callback). A bad URL is a PermanentError; a timeout a TimeoutError and a network error a
-    ConnectionError (both retryable), their messages naming the method and the URL without credentials."""
+    jobs.callback), following up to MAX_REDIRECTS redirects when ``allow_redirects``.
+
+    Every hop obeys the egress policy (shared/egress.py): a refused destination, a bad URL, a redirect to
+    anything but http(s) and too many redirects are PermanentErrors; a timeout is a TimeoutError and a
+    network error a ConnectionError (both retryable). Messages name the method and the URL without
+    credentials, and a refused destination is never connected to."""
     try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.request(method, url, headers=headers, data=data, allow_redirects=allow_redirects) as response,
-        ):
-            raw = await _read_at_most(response.content, body_limit + 1)
-            charset = response.charset or "utf-8"
-            status = response.status
-            response_headers = {name: ", ".join(response.headers.getall(name)) for name in response.headers}
-    except aiohttp.InvalidURL as error:
-        raise PermanentError(f"invalid URL: {error}") from error
+        return await asyncio.wait_for(
+            _follow(method, url, headers, data, body_limit, allow_redirects, _egress), timeout=timeout
+        )
     except asyncio.TimeoutError as error:
         raise TimeoutError(f"{method} {redact_url(url)}: no complete answer within {timeout:g} s") from error
+    except aiohttp.InvalidURL as error:
+        raise PermanentError(f"{method} {redact_url(url)}: invalid URL: {error}") from error
     except aiohttp.ClientError as error:
         raise ConnectionError(f"{method} {redact_url(url)}: {type(error).__name__}: {error}") from error
+
+
+async def _follow(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    data: bytes | None,
+    body_limit: int,
+    allow_redirects: bool,
+    policy: EgressPolicy,
+) -> HttpAnswer:
+    """The exchange, redirects handled here so that each hop's URL is checked before it is requested."""
+    first = where = redact_url(url)
+    origin: URL | None = None
+    async with aiohttp.ClientSession(connector=egress_connector(policy)) as session:
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                target = check_url(url, policy)
+                if origin is not None and target.origin() != origin:  # credentials stay with their origin
+                    headers = {name: value for name, value in headers.items() if name.lower() not in ORIGIN_HEADERS}
+                origin = target.origin()
+                async with session.request(
+                    method, target, headers=headers, data=data, allow_redirects=False
+                ) as response:
+                    location = response.headers.get("Location")
+                    if not (allow_redirects and response.status in REDIRECT_STATUSES and location):
+                        raw = await _read_at_most(response.content, body_limit + 1)
+                        charset = response.charset or "utf-8"
+                        status = response.status
+                        answered = {name: ", ".join(response.headers.getall(name)) for name in response.headers}
+                        break
+                    try:
+                        url = str(response.url.join(URL(location)))
+                    except ValueError as error:
+                        raise EgressRefused(f"redirected to an invalid URL: {error}") from None
+            except EgressRefused as error:  # resolving a host name, too, can refuse it
+                hop = "" if where == first else f" redirected to {where}"
+                raise PermanentError(f"{method} {first}{hop}: {error}") from None
+            where = redact_url(url)
+            if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+                method, data = ("HEAD" if method == "HEAD" else "GET"), None  # as browsers and aiohttp do
+        else:
+            raise PermanentError(f"{method} {first}: more than {MAX_REDIRECTS} redirects")
     try:
         text = raw[:body_limit].decode(charset, "replace")
     except LookupError:  # an unknown charset name in Content-Type
         text = raw[:body_limit].decode("utf-8", "replace")
-    return HttpAnswer(status, response_headers, text, len(raw) > body_limit)
+    return HttpAnswer(status, answered, text, len(raw) > body_limit)
 
 
 def redact_url(url: str) -> str:

@@ -2,11 +2,13 @@
 -- after lock_type_limits in the same transaction, so no other executor leases this type meanwhile and
 -- the counts below are exact.
 --   budget = least(:limit, max_running - running, rate_limit - starts in the sliding window)
--- Candidates are the first :scan_limit READY jobs of the type in the usual lease order (priority,
--- run_at, job_id; jobs_ready_type_idx); a job with a concurrency_key is taken only while fewer than
--- max_running_per_key jobs of its key run. Jobs are set PROCESSING exactly as lease_jobs does (same
--- columns; the first ten output columns are lease_jobs' RETURNING), the start times are appended to
--- recent_starts, and one summary row says what held the type back when fewer jobs were leased.
+-- Candidates are the first :scan_limit READY jobs of the type in the usual lease order (priority, the
+-- fairness keys taking turns of :turn jobs from :start_key, due time: ready_jobs_in_lease_order, as in
+-- lease_jobs); a job with a concurrency_key is taken only while fewer than max_running_per_key jobs of
+-- its key run. Jobs are set PROCESSING exactly as lease_jobs does (same columns, read by name into
+-- LeasedJob), the start times are appended to recent_starts, and every row (or the one row, when
+-- nothing was leased) carries the summary of what held the type back (a pause of the type, in
+-- job_type_pauses, holds back everything).
 WITH limits AS MATERIALIZED (
     SELECT max_running,
            max_running_per_key,
@@ -15,7 +17,9 @@ WITH limits AS MATERIALIZED (
            recent_starts,
            -- Read after the lock was taken (the previous statement): start times of one type then
            -- only grow, and the window is counted at the moment the leases are recorded.
-           clock_timestamp() AS t
+           clock_timestamp() AS t,
+           -- A paused type leases nothing (PauseJobType), whatever its limits would allow.
+           EXISTS (SELECT 1 FROM job_type_pauses WHERE type = :type) AS paused
     FROM job_type_limits
     WHERE type = :type
 ),
@@ -40,23 +44,23 @@ budget AS MATERIALIZED (
     FROM limits, window_starts
 ),
 slots AS MATERIALIZED (
-    SELECT GREATEST(0, LEAST(CAST(:limit AS integer), running_left, rate_left)) AS n FROM budget
+    SELECT CASE WHEN limits.paused THEN 0
+                ELSE GREATEST(0, LEAST(CAST(:limit AS integer), budget.running_left, budget.rate_left))
+           END AS n
+    FROM budget, limits
 ),
 ranked AS MATERIALIZED (
     SELECT ready.job_id,
-           ready.priority,
-           ready.run_at,
+           ready.lease_rank,
            ready.concurrency_key IS NULL
                OR limits.max_running_per_key IS NULL
                OR COALESCE(running.n, 0) + row_number() OVER (
-                      PARTITION BY ready.concurrency_key ORDER BY ready.priority, ready.run_at, ready.job_id
+                      PARTITION BY ready.concurrency_key ORDER BY ready.lease_rank
                   ) <= limits.max_running_per_key AS allowed
     FROM (
-        SELECT job_id, priority, run_at, concurrency_key
-        FROM jobs
-        WHERE status = 'READY' AND type = :type  -- jobs_ready_type_idx
-        ORDER BY priority, run_at, job_id
-        LIMIT :scan_limit
+        SELECT ordered.job_id, ordered.lease_rank, jobs.concurrency_key
+        FROM ready_jobs_in_lease_order(:type, :start_key, :scan_limit, :turn) AS ordered
+        JOIN jobs ON jobs.job_id = ordered.job_id
     ) AS ready
     CROSS JOIN limits
     LEFT JOIN running ON running.concurrency_key = ready.concurrency_key
@@ -67,7 +71,7 @@ candidates AS MATERIALIZED (
     SELECT job_id
     FROM ranked
     WHERE allowed
-    ORDER BY priority, run_at, job_id
+    ORDER BY lease_rank
     LIMIT (SELECT n FROM slots)
 ),
 leased AS (
@@ -87,10 +91,11 @@ leased AS (
       -- Candidates are not locked (locking every scanned row would write each one): a job cancelled
       -- meanwhile is re-checked here and skipped. No other executor leases this type now.
       AND j.status = 'READY'
-    RETURNING j.job_id, j.type, j.priority, j.payload, j.attempts, j.max_attempts, j.timeout_seconds,
+    RETURNING j.job_id, j.type, j.priority, j.payload, j.attempts AS attempt, j.max_attempts, j.timeout_seconds,
               CAST(j.lease_token AS text) AS lease_token,
               CAST(EXTRACT(EPOCH FROM j.started_at - j.run_at) AS double precision) AS queue_wait_seconds,
-              j.traceparent
+              j.traceparent,
+              j.fairness_key
 ),
 recorded AS (
     UPDATE job_type_limits AS l
@@ -105,13 +110,13 @@ recorded AS (
 )
 SELECT leased.*,
        (SELECT n FROM slots) AS slots,
+       (SELECT paused FROM limits) AS paused,
        budget.running_left,
        budget.rate_left,
        budget.rate_wait_seconds,
        -- More READY jobs than were leased: something (a limit, or the free slots) held some back.
        (SELECT count(*) FROM (
-            SELECT 1 FROM jobs WHERE status = 'READY' AND type = :type  -- jobs_ready_type_idx
-            ORDER BY priority, run_at, job_id
+            SELECT 1 FROM jobs WHERE status = 'READY' AND type = :type  -- jobs_ready_fair_idx
             LIMIT (SELECT n FROM slots) + 1
         ) AS waiting) AS ready_seen
 FROM budget

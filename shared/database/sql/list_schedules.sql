@@ -1,2 +1,2 @@
--- list_schedules: every schedule, by name (schedules are few: operators write them by hand).
-SELECT * FROM job_schedules ORDER BY name LIMIT :limit
+-- list_schedules: a page of schedules by name, after :after (ListSchedules).
+SELECT * FROM job_schedules WHERE name > :after ORDER BY name LIMIT :limit

@@ -7,7 +7,7 @@
 WITH inserted AS (
 INSERT INTO jobs (type, status, priority, payload, idempotency_key, scheduled_at, run_at,
                   max_attempts, timeout_seconds, traceparent, callback_url, concurrency_key,
-                  unique_key, schedule_name)
+                  unique_key, schedule_name, fairness_key)
 SELECT t.type,
        CASE WHEN t.scheduled_at > now() THEN 'PENDING' ELSE 'READY' END::job_status,
        t.priority,
@@ -21,16 +21,18 @@ SELECT t.type,
        t.callback_url,
        t.concurrency_key,
        t.unique_key,
-       t.schedule_name
+       t.schedule_name,
+       -- '' is "no key" (migration 0011)
+       COALESCE(t.fairness_key, '')
 -- One JSON array of the jobs (NewJob's fields by name), encoded by the api in C: adapting twelve
 -- arrays of parameters cost the api more per job than everything else the insert needs from it.
 FROM ROWS FROM (json_to_recordset(CAST(:jobs AS json))
                 AS (type text, priority smallint, payload jsonb, idempotency_key text, scheduled_at timestamptz,
               max_attempts integer, timeout_seconds integer, traceparent text, callback_url text,
-              concurrency_key text, unique_key text, schedule_name text))
+              concurrency_key text, unique_key text, schedule_name text, fairness_key text))
      WITH ORDINALITY
      AS t(type, priority, payload, idempotency_key, scheduled_at, max_attempts, timeout_seconds,
-          traceparent, callback_url, concurrency_key, unique_key, schedule_name, ordinal)
+          traceparent, callback_url, concurrency_key, unique_key, schedule_name, fairness_key, ordinal)
 ORDER BY t.ordinal
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 -- Only what the database decides: the caller knows the rest of a new job (Job.inserted). Returning

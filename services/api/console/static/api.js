@@ -82,12 +82,28 @@ export async function request(method, path, { query, body, signal } = {}) {
 }
 
 export const api = {
+  caller: (signal) => request("GET", "/caller", { signal }),
   stats: (signal) => request("GET", "/admin/stats", { signal }),
   listJobs: (query, signal) => request("GET", "/jobs", { query, signal }),
   getJob: (id, signal) => request("GET", `/jobs/${encodeURIComponent(id)}`, { signal }),
   submitJob: (body) => request("POST", "/jobs", { body }),
   cancelJob: (id) => request("POST", `/jobs/${encodeURIComponent(id)}:cancel`, { body: {} }),
   retryJob: (id) => request("POST", `/jobs/${encodeURIComponent(id)}:retry`, { body: {} }),
+  listAttempts: (id, signal) => request("GET", `/jobs/${encodeURIComponent(id)}/attempts`, { signal }),
+  // CancelJobs / RetryJobs: {count}; with validateOnly, how many jobs the call would change.
+  bulk: (action, filter, validateOnly = false) =>
+    request("POST", `/jobs:${action}`, { body: { filter, validate_only: validateOnly } }),
+  listTypes: (query, signal) => request("GET", "/types", { query, signal }),
+  pauseType: (type) => request("POST", `/types/${encodeURIComponent(type)}:pause`, { body: {} }),
+  resumeType: (type) => request("POST", `/types/${encodeURIComponent(type)}:resume`, { body: {} }),
+  setLimits: (type, body) => request("PUT", `/limits/${encodeURIComponent(type)}`, { body }),
+  deleteLimits: (type) => request("DELETE", `/limits/${encodeURIComponent(type)}`),
+  listExecutors: (signal) => request("GET", "/executors", { signal }),
+  listSchedules: (query, signal) => request("GET", "/schedules", { query, signal }),
+  pauseSchedule: (name) => request("POST", `/schedules/${encodeURIComponent(name)}:pause`, { body: {} }),
+  resumeSchedule: (name) => request("POST", `/schedules/${encodeURIComponent(name)}:resume`, { body: {} }),
+  triggerSchedule: (name) => request("POST", `/schedules/${encodeURIComponent(name)}:trigger`, { body: {} }),
+  updateSchedule: (name, body) => request("PATCH", `/schedules/${encodeURIComponent(name)}`, { body }),
 };
 
 // Reads a newline-delimited JSON response, calling onItem for each object as it arrives.

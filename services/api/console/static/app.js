@@ -1,13 +1,18 @@
 // The console's shell: navigation, the token prompt, the refresh loop and the views by address.
 //   #/            overview          #/jobs?status=&type=   jobs table
 //   #/jobs/{id}   one job           #/submit[?from={id}]   submit form
+//   #/types       job types         #/executors            live executors
+//   #/schedules   cron schedules
 
 import { ApiError, api, getToken, onUnauthorized, setToken } from "./api.js";
+import { mountExecutors } from "./executors.js";
 import { mountJob } from "./job.js";
 import { mountJobs } from "./jobs.js";
 import { mountOverview } from "./overview.js";
+import { mountSchedules } from "./schedules.js";
 import { record } from "./stats.js";
 import { mountSubmit } from "./submit.js";
+import { mountTypes } from "./types.js";
 import { describeError, fill, h, parseHash, refreshRelativeTimes } from "./util.js";
 
 const REFRESH_MS = 2000;
@@ -27,6 +32,10 @@ let view = null;
 let latestStats = null;
 let statsFailing = false;
 let tokenDismissed = false; // the operator closed the prompt: say so in the notice instead of reopening it
+// GET /caller: the token's role and the RPCs it may call. Until the server has said, the console offers
+// nothing that changes jobs; the server refuses what a role may not do whatever the console shows.
+let caller = null;
+const submitLink = document.querySelector('nav.main a[data-section="submit"]');
 
 // ---- notices ------------------------------------------------------------------------------------------
 
@@ -59,8 +68,28 @@ function announce(text) {
 // ---- token --------------------------------------------------------------------------------------------
 
 function renderTokenButton() {
-  tokenButton.textContent = getToken() ? "Token: set" : "Token";
-  tokenButton.title = getToken() ? "a bearer token is sent with every call; click to change or forget it" : "set an API token";
+  const role = caller && caller.authentication_enabled ? caller.role.toLowerCase() : null;
+  tokenButton.textContent = role ? `Token: ${role}` : getToken() ? "Token: set" : "Token";
+  tokenButton.title = getToken()
+    ? `a bearer token${role ? ` of role ${role}` : ""} is sent with every call; click to change or forget it`
+    : "set an API token";
+}
+
+function can(method) {
+  return caller !== null && caller.permitted_methods.includes(method);
+}
+
+// Asks the server who this token is, then shows the views again with only what its role may do.
+async function refreshCaller() {
+  try {
+    caller = await api.caller();
+  } catch (error) {
+    caller = null;
+    reportError(error);
+  }
+  renderTokenButton();
+  submitLink.hidden = !can("SubmitJob");
+  route();
 }
 
 function askForToken(error) {
@@ -94,7 +123,10 @@ tokenForm.addEventListener("submit", (event) => {
   tokenDismissed = action === "cancel";
   dialog.close();
   renderTokenButton();
-  if (action !== "cancel") tick(true);
+  if (action !== "cancel") {
+    refreshCaller();
+    tick(true);
+  }
 });
 
 // ---- actions ------------------------------------------------------------------------------------------
@@ -128,7 +160,7 @@ function route() {
   if (view) view.unmount();
   clearError();
   const { path, query } = parseHash(location.hash);
-  const context = { query, stats: () => latestStats, act, navigate, reportError, clearError };
+  const context = { query, stats: () => latestStats, act, announce, can, caller: () => caller, navigate, reportError, clearError };
   for (const link of document.querySelectorAll("nav.main a")) {
     link.classList.toggle("active", link.dataset.section === (path[0] || "overview"));
   }
@@ -141,6 +173,15 @@ function route() {
   } else if (path[0] === "submit") {
     document.title = "Submit · Jobs console";
     view = mountSubmit(main, context);
+  } else if (path[0] === "types") {
+    document.title = "Job types · Jobs console";
+    view = mountTypes(main, context);
+  } else if (path[0] === "executors") {
+    document.title = "Executors · Jobs console";
+    view = mountExecutors(main, context);
+  } else if (path[0] === "schedules") {
+    document.title = "Schedules · Jobs console";
+    view = mountSchedules(main, context);
   } else {
     document.title = "Overview · Jobs console";
     view = mountOverview(main, context);
@@ -195,7 +236,9 @@ document.querySelector("nav.main").addEventListener("click", (event) => {
 });
 
 renderTokenButton();
+submitLink.hidden = true;
 route();
+refreshCaller();
 refreshStats().then(() => {
   if (view && view.statsChanged) view.statsChanged(latestStats);
 });

@@ -1,6 +1,7 @@
-// One job: its fields, a timeline of the known status times, payload, result, error, and the actions.
-// Live through GET /jobs/{id}:watch (newline-delimited JSON) while the job is due or running; polled
-// every few seconds otherwise, or when the stream cannot be used.
+// One job: its fields, a timeline of the known status times, every attempt (GET /jobs/{id}/attempts: its
+// executor, duration, outcome and, for a failure, the traceback, collapsed), payload, result, error, and the
+// actions. Live through GET /jobs/{id}:watch (newline-delimited JSON) while the job is due or running;
+// polled every few seconds otherwise, or when the stream cannot be used.
 
 import { ApiError, api, watchJob } from "./api.js";
 import {
@@ -17,7 +18,7 @@ import {
   statusBadge,
 } from "./util.js";
 
-export function mountJob(root, { id, act, reportError, clearError }) {
+export function mountJob(root, { id, act, can, reportError, clearError }) {
   let job = null;
   let watching = null; // the AbortController of the open watch stream
   let watchFailures = 0;
@@ -25,6 +26,24 @@ export function mountJob(root, { id, act, reportError, clearError }) {
 
   const view = h("div.job-page");
   fill(root, view, h("p.muted", "Loading…"));
+  // The attempts panel lives across redraws of the page; it is read again when the job's status or its
+  // attempt count changes (each lease and each outcome), not on every update of the job.
+  const attemptsPanel = h("section.panel#job-attempts", h("h2", "Attempts"), h("p.muted", "Loading…"));
+  const openTracebacks = new Set(); // attempts whose traceback the operator opened: kept open on redraw
+  let attemptsKey = "";
+
+  async function loadAttempts(current) {
+    const key = `${current.status}|${current.attempts}`;
+    if (key === attemptsKey) return;
+    attemptsKey = key;
+    try {
+      const reply = await api.listAttempts(id);
+      fill(attemptsPanel, h("h2", "Attempts"), attemptsTable(reply.attempts || [], openTracebacks));
+    } catch (error) {
+      attemptsKey = ""; // try again on the next update
+      if (!(error instanceof ApiError && error.httpStatus === 404)) reportError(error);
+    }
+  }
 
   async function load() {
     if (watching || gone) return; // the stream keeps the page current
@@ -91,17 +110,17 @@ export function mountJob(root, { id, act, reportError, clearError }) {
     job = next;
     const actions = h(
       "div.actions",
-      CANCELLABLE.has(job.status)
+      CANCELLABLE.has(job.status) && can("CancelJob")
         ? h(
             "button.danger#cancel-job",
             { type: "button", disabled: job.cancel_requested, on: { click: () => perform("cancel") } },
             job.cancel_requested ? "Cancel requested…" : "Cancel",
           )
         : null,
-      RETRYABLE.has(job.status)
+      RETRYABLE.has(job.status) && can("RetryJob")
         ? h("button.primary#retry-job", { type: "button", on: { click: () => perform("retry") } }, "Retry")
         : null,
-      h("a.button", { href: hashFor(["submit"], { from: job.job_id }) }, "Submit a copy"),
+      can("SubmitJob") ? h("a.button", { href: hashFor(["submit"], { from: job.job_id }) }, "Submit a copy") : null,
     );
     const facts = [
       ["type", job.type],
@@ -125,6 +144,7 @@ export function mountJob(root, { id, act, reportError, clearError }) {
     if (job.callback) facts.push(["callback", callbackState(job.callback)]);
     if (job.concurrency_key) facts.push(["concurrency key", job.concurrency_key]);
     if (job.unique_key) facts.push(["unique key", job.unique_key]);
+    if (job.fairness_key) facts.push(["fairness key", job.fairness_key]);
     if (job.schedule) facts.push(["schedule", job.schedule]);
     fill(
       view,
@@ -146,10 +166,12 @@ export function mountJob(root, { id, act, reportError, clearError }) {
         h("section.panel", h("h2", "Timeline"), timeline(job)),
       ),
       job.error_message ? h("section.panel.error-panel", h("h2", "Error"), h("pre.error#job-error", job.error_message)) : null,
+      attemptsPanel,
       h("div.grid", h("section.panel", h("h2", "Payload"), jsonBlock(job.payload, "{}")), h("section.panel#job-result", h("h2", "Result"), jsonBlock(job.result, FINAL_STATUSES.has(job.status) ? "none" : "not yet"))),
       h("p.muted.live-note", FINAL_STATUSES.has(job.status) ? "Finished: nothing more will change unless it is retried." : "Live: updates as the job changes."),
     );
     if (root.firstChild !== view || root.childNodes.length !== 1) fill(root, view);
+    loadAttempts(job);
   }
 
   load();
@@ -224,4 +246,56 @@ function waitingFor(job) {
     default:
       return "";
   }
+}
+
+// JobAttempt.outcome -> the badge colour of the job status it resembles.
+const OUTCOME_STYLE = {
+  RUNNING: "processing",
+  COMPLETED: "completed",
+  FAILED: "failed",
+  TIMED_OUT: "failed",
+  CANCELLED: "cancelled",
+  LOST: "pending",
+};
+
+// Every attempt, oldest first: number, outcome, executor, start, duration, error; a failed attempt's
+// traceback in a <details> (collapsed until opened; ``open`` holds the attempts the operator opened).
+function attemptsTable(attempts, open) {
+  if (!attempts.length) return h("p.muted#attempts-empty", "Not run yet.");
+  const rows = [];
+  for (const attempt of attempts) {
+    const ended = attempt.finished_at ? new Date(attempt.finished_at) : null;
+    const started = attempt.started_at ? new Date(attempt.started_at) : null;
+    const duration = started && ended ? formatDuration(ended - started) : started ? `running for ${formatDuration(Date.now() - started)}` : "—";
+    rows.push(
+      h(
+        "tr.attempt-row",
+        { dataset: { attempt: attempt.attempt, outcome: attempt.outcome } },
+        h("td.num", attempt.attempt),
+        h("td", h(`span.badge.status-${OUTCOME_STYLE[attempt.outcome] || "pending"}`, attempt.outcome)),
+        h("td", h("code.executor", attempt.executor_id || "—")),
+        h("td", attempt.started_at ? h("time", { datetime: attempt.started_at, title: attempt.started_at }, formatTime(attempt.started_at)) : "—"),
+        h("td.num.duration", duration),
+        // error_message already starts with the exception's short name; the full class is the title.
+        h("td.error", { title: attempt.error_type || "" }, attempt.error_message || ""),
+      ),
+    );
+    if (attempt.traceback) {
+      const details = h(
+        "details.traceback",
+        { open: open.has(attempt.attempt), on: { toggle: () => (details.open ? open.add(attempt.attempt) : open.delete(attempt.attempt)) } },
+        h("summary", `Traceback of attempt ${attempt.attempt}`),
+        h("pre.error", attempt.traceback),
+      );
+      rows.push(h("tr.traceback-row", { dataset: { attempt: attempt.attempt } }, h("td", { colSpan: 6 }, details)));
+    }
+  }
+  return h(
+    "div.table-wrap",
+    h(
+      "table.compact.attempts#attempts-table",
+      h("thead", h("tr", h("th.num", "#"), h("th", "outcome"), h("th", "executor"), h("th", "started"), h("th.num", "duration"), h("th", "error"))),
+      h("tbody", rows),
+    ),
+  );
 }

@@ -1,12 +1,16 @@
-// The jobs table: GET /jobs newest first, filtered by status and type, paged with next_page_token
-// (keyset paging: every page costs the same however deep, and nothing is counted).
+// The jobs table: GET /jobs newest first, filtered by status, type and the search filters (keys, schedule,
+// creation time), paged with next_page_token (keyset paging: every page costs the same however deep, and
+// nothing is counted). "Cancel all matching" and "Retry all matching" act on every job of the filter
+// (POST /jobs:cancel, /jobs:retry) after a confirmation that shows how many jobs that is.
 
 import { api } from "./api.js";
 import {
   CANCELLABLE,
   RETRYABLE,
   STATUSES,
+  confirmChange,
   fill,
+  formatTime,
   h,
   hashFor,
   statusBadge,
@@ -14,11 +18,28 @@ import {
 } from "./util.js";
 
 const PAGE_SIZES = [20, 50, 100, 200];
+// The search filters beyond status and type: [query parameter, label, input type, placeholder].
+const SEARCH_FILTERS = [
+  ["idempotency_key", "Idempotency key", "search", "exact key"],
+  ["unique_key", "Unique key", "search", "exact key"],
+  ["concurrency_key", "Concurrency key", "search", "exact key"],
+  ["fairness_key", "Fairness key", "search", "exact key"],
+  ["schedule", "Schedule", "search", "schedule name"],
+  ["created_after", "Created after", "datetime-local", ""],
+  ["created_before", "Created before", "datetime-local", ""],
+];
+const TIME_FILTERS = new Set(["created_after", "created_before"]);
+// The statuses each bulk action applies to (as CancelJob and RetryJob).
+const BULK = {
+  cancel: { label: "Cancel all matching", verb: "Cancel", done: "cancelled", statuses: CANCELLABLE, method: "CancelJobs" },
+  retry: { label: "Retry all matching", verb: "Retry", done: "re-queued", statuses: RETRYABLE, method: "RetryJobs" },
+};
 
-export function mountJobs(root, { query, stats, act, navigate, reportError, clearError }) {
+export function mountJobs(root, { query, stats, act, announce, can, navigate, reportError, clearError }) {
   const state = {
     status: STATUSES.includes(query.get("status")) ? query.get("status") : "",
     type: query.get("type") || "",
+    search: Object.fromEntries(SEARCH_FILTERS.map(([name]) => [name, query.get(name) || ""])),
     pageSize: PAGE_SIZES.includes(Number(query.get("page_size"))) ? Number(query.get("page_size")) : 50,
     tokens: [""], // the page_token of every page visited, for "newer"
     page: 0,
@@ -73,6 +94,29 @@ export function mountJobs(root, { query, stats, act, navigate, reportError, clea
   );
   const summary = h("p.muted#jobs-summary");
 
+  // The search filters, in a disclosure that starts open when one of them is set. Times are typed in local
+  // time and sent as RFC 3339 UTC; the address keeps what the API was sent.
+  const searchInputs = {};
+  for (const [name, label, type, placeholder] of SEARCH_FILTERS) {
+    const id = `filter-${name.replaceAll("_", "-")}`;
+    const input = h(`input#${id}`, { name, type, placeholder, autocomplete: "off", step: type === "datetime-local" ? 1 : null });
+    input.value = TIME_FILTERS.has(name) ? localInput(state.search[name]) : state.search[name];
+    input.addEventListener("change", () => setFilter({ search: { ...state.search, [name]: searchValue(name, input.value) } }));
+    searchInputs[name] = h("label", `${label} `, input);
+  }
+  const more = h(
+    "details.more-filters#more-filters",
+    { open: SEARCH_FILTERS.some(([name]) => state.search[name]) },
+    h("summary", "More filters"),
+    h("div.filters", Object.values(searchInputs)),
+  );
+
+  // Bulk actions on every job the filter selects: count (validate_only), confirm, act.
+  const bulkButtons = Object.entries(BULK).map(([action, { label }]) =>
+    h(`button#bulk-${action}`, { type: "button", on: { click: () => confirmBulk(action) } }, label),
+  );
+  const bulkHint = h("span.muted.bulk-hint");
+
   fill(
     root,
     h("h1", "Jobs"),
@@ -91,24 +135,80 @@ export function mountJobs(root, { query, stats, act, navigate, reportError, clea
             click: () => {
               typeInput.value = "";
               statusSelect.value = "";
-              setFilter({ status: "", type: "" });
+              for (const label of Object.values(searchInputs)) label.querySelector("input").value = "";
+              setFilter({ status: "", type: "", search: Object.fromEntries(SEARCH_FILTERS.map(([name]) => [name, ""])) });
             },
           },
         },
         "Clear",
       ),
+      more,
     ),
+    h("div.bulk-actions", bulkButtons, bulkHint),
     h("div.table-wrap", table),
     h("nav.pager", newer, pageLabel, older),
     summary,
   );
 
+  // The filter as GET /jobs and the bulk actions take it (unset fields left out).
+  function filter() {
+    const given = { status: state.status, type: state.type, ...state.search };
+    return Object.fromEntries(Object.entries(given).filter(([, value]) => value));
+  }
+
   function setFilter(change) {
     Object.assign(state, change, { tokens: [""], page: 0, nextToken: "" });
     // Keep the address bookmarkable without adding a history entry per keystroke.
-    const hash = hashFor(["jobs"], { status: state.status, type: state.type, page_size: state.pageSize === 50 ? "" : state.pageSize });
+    const hash = hashFor(["jobs"], { ...filter(), page_size: state.pageSize === 50 ? "" : state.pageSize });
     history.replaceState(null, "", hash);
+    renderBulk();
     load();
+  }
+
+  // An empty filter would select every job: the server refuses it, and the buttons say so first. A status
+  // the action does not apply to disables it too; a token whose role may not make the call hides it.
+  // While a bulk call runs (it answers once every job is done) the buttons wait and the hint says so.
+  let running = "";
+  function renderBulk() {
+    const empty = Object.keys(filter()).length === 0;
+    for (const [index, action] of Object.keys(BULK).entries()) {
+      const applies = !state.status || BULK[action].statuses.has(state.status);
+      bulkButtons[index].disabled = Boolean(running) || empty || !applies;
+      bulkButtons[index].hidden = !can(BULK[action].method);
+    }
+    bulkHint.textContent = running || (empty ? "Set a filter to act on all matching jobs." : "");
+  }
+
+  async function confirmBulk(action) {
+    const { verb, done } = BULK[action];
+    const selected = filter();
+    let count;
+    try {
+      count = Number((await api.bulk(action, selected, true)).count || 0);
+    } catch (error) {
+      reportError(error);
+      return;
+    }
+    if (!count) {
+      announce(`No matching jobs to ${verb.toLowerCase()}.`);
+      return;
+    }
+    const jobs = `${count.toLocaleString()} job${count === 1 ? "" : "s"}`;
+    const question = `${verb} ${jobs} matching ${describe(selected)}?`;
+    const options = { id: "bulk", yes: `${verb} ${jobs}`, no: "Keep them", danger: true };
+    if (!(await confirmChange(`${verb} every matching job?`, question, options))) return;
+    running = `${verb === "Cancel" ? "Cancelling" : "Retrying"} ${count.toLocaleString()} jobs…`;
+    renderBulk();
+    try {
+      const changed = Number((await api.bulk(action, selected)).count || 0);
+      announce(`${changed.toLocaleString()} job${changed === 1 ? "" : "s"} ${done}.`);
+    } catch (error) {
+      reportError(error);
+    } finally {
+      running = "";
+      renderBulk();
+      load();
+    }
   }
 
   function go(page) {
@@ -126,12 +226,7 @@ export function mountJobs(root, { query, stats, act, navigate, reportError, clea
     root.setAttribute("aria-busy", "true");
     try {
       const reply = await api.listJobs(
-        {
-          status: state.status,
-          type: state.type,
-          page_size: state.pageSize,
-          page_token: state.tokens[state.page],
-        },
+        { ...filter(), page_size: state.pageSize, page_token: state.tokens[state.page] },
         controller.signal,
       );
       if (controller.signal.aborted) return;
@@ -151,22 +246,24 @@ export function mountJobs(root, { query, stats, act, navigate, reportError, clea
   function render(reply) {
     const jobs = reply.jobs || [];
     state.nextToken = reply.next_page_token || "";
-    const key = JSON.stringify([state.page, state.status, state.type, reply]);
+    const key = JSON.stringify([state.page, filter(), reply]);
     if (key === lastRendered) return; // unchanged: leave the rows (and any selection) alone
     lastRendered = key;
     fill(
       body,
       jobs.length
         ? jobs.map(row)
-        : h("tr", h("td.empty", { colSpan: 9 }, state.status || state.type ? "No jobs match these filters." : "No jobs yet.")),
+        : h("tr", h("td.empty", { colSpan: 9 }, Object.keys(filter()).length ? "No jobs match these filters." : "No jobs yet.")),
     );
+    renderBulk();
     newer.disabled = state.page === 0;
     older.disabled = !state.nextToken;
     pageLabel.textContent = `page ${state.page + 1}`;
-    const filters = [state.status && `status ${state.status}`, state.type && `type ${state.type}`].filter(Boolean);
+    const selected = filter();
+    const byTime = selected.created_after || selected.created_before;
     summary.textContent = `${jobs.length} job${jobs.length === 1 ? "" : "s"} on this page, newest first${
-      filters.length ? `, ${filters.join(" and ")}` : ""
-    }. Refreshes every few seconds.`;
+      byTime ? " by creation time" : ""
+    }${Object.keys(selected).length ? `, ${describe(selected)}` : ""}. Refreshes every few seconds.`;
   }
 
   function row(job) {
@@ -189,10 +286,10 @@ export function mountJobs(root, { query, stats, act, navigate, reportError, clea
       h("td.error", { title: job.error_message || "" }, job.error_message || ""),
       h(
         "td.row-actions",
-        CANCELLABLE.has(job.status) && !job.cancel_requested
+        CANCELLABLE.has(job.status) && !job.cancel_requested && can("CancelJob")
           ? h("button.small", { type: "button", on: { click: () => act("cancel", job.job_id).then(load) } }, "Cancel")
           : null,
-        RETRYABLE.has(job.status)
+        RETRYABLE.has(job.status) && can("RetryJob")
           ? h("button.small", { type: "button", on: { click: () => act("retry", job.job_id).then(load) } }, "Retry")
           : null,
       ),
@@ -206,6 +303,7 @@ export function mountJobs(root, { query, stats, act, navigate, reportError, clea
   }
 
   statsChanged(stats());
+  renderBulk();
   load();
   return {
     refresh: load,
@@ -214,4 +312,28 @@ export function mountJobs(root, { query, stats, act, navigate, reportError, clea
       if (inFlight) inFlight.abort();
     },
   };
+}
+
+// "status READY and type email": a filter as the summary and the confirmation show it.
+function describe(selected) {
+  return Object.entries(selected)
+    .map(([name, value]) => `${name.replaceAll("_", " ")} ${TIME_FILTERS.has(name) ? formatTime(value) : value}`)
+    .join(" and ");
+}
+
+// A datetime-local input's value (local time, no zone) as RFC 3339 UTC; other filters as typed.
+function searchValue(name, value) {
+  const text = value.trim();
+  if (!text || !TIME_FILTERS.has(name)) return text;
+  const date = new Date(text);
+  return Number.isNaN(date.getTime()) ? text : date.toISOString();
+}
+
+// The other way: an RFC 3339 time as a datetime-local input shows it (local time, to the second).
+function localInput(value) {
+  if (!value) return "";
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return "";
+  const local = new Date(date.getTime() - date.getTimezoneOffset() * 60_000);
+  return local.toISOString().slice(0, 19);
 }

@@ -16,7 +16,7 @@ import {
 const CHART_WINDOW_MS = 5 * 60 * 1000;
 const CHART_BUCKET_MS = 10 * 1000;
 
-export function mountOverview(root, { stats, act }) {
+export function mountOverview(root, { stats, act, can }) {
   const cards = h("section.cards", { "aria-label": "jobs by status" });
   const throughput = h("section.panel#throughput", h("h2", "Throughput"));
   const types = h("section.panel#types", h("h2", "By type"));
@@ -185,11 +185,9 @@ export function mountOverview(root, { stats, act }) {
               h("td", timeCell(failure.failed_at)),
               h(
                 "td.row-actions",
-                h(
-                  "button.small",
-                  { type: "button", on: { click: () => act("retry", failure.job_id) } },
-                  "Retry",
-                ),
+                can("RetryJob")
+                  ? h("button.small", { type: "button", on: { click: () => act("retry", failure.job_id) } }, "Retry")
+                  : null,
               ),
             ),
           ),

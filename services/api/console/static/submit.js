@@ -5,7 +5,12 @@ import { describeError, fill, h, hashFor } from "./util.js";
 
 const TYPE_PATTERN = "[a-z0-9_.\\-]{1,128}";
 
-export function mountSubmit(root, { query, navigate, stats }) {
+export function mountSubmit(root, { query, navigate, stats, can, caller }) {
+  if (!can("SubmitJob")) {
+    const role = caller() ? `A token of role ${caller().role.toLowerCase()}` : "This token";
+    fill(root, h("h1", "Submit a job"), h("p.muted#submit-not-permitted", `${role} may not submit jobs.`));
+    return { unmount() {}, refresh() {} };
+  }
   const field = (name, label, input, hint) =>
     h(
       "div.field",

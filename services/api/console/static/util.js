@@ -142,3 +142,144 @@ export function refreshRelativeTimes(root) {
     element.textContent = relativeTime(element.getAttribute("datetime"), now);
   }
 }
+
+// ---- changes: every change the console makes asks first ------------------------------------------------
+
+// Asks the operator to confirm a change in a modal dialog; resolves true only for the "yes" button.
+// Its elements are #{id}-dialog, -title, -text (the detail), -yes and -no.
+export function confirmChange(title, detail, { id = "confirm", yes = "Confirm", no = "Cancel", danger = false } = {}) {
+  return new Promise((resolve) => {
+    const yesButton = h(`button.${danger ? "danger" : "primary"}#${id}-yes`, { type: "submit", value: "yes" }, yes);
+    const noButton = h(`button#${id}-no`, { type: "submit", value: "no" }, no);
+    const dialog = h(
+      `dialog#${id}-dialog`,
+      { "aria-labelledby": `${id}-title` },
+      h(
+        "form",
+        { method: "dialog" },
+        h(`h2#${id}-title`, title),
+        detail ? h(`p.muted#${id}-text`, detail) : null,
+        h("div.actions", yesButton, noButton),
+      ),
+    );
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      resolve(dialog.returnValue === "yes");
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    noButton.focus();
+  });
+}
+
+// A form in a modal dialog: fields [{name, label, value, hint, multiline}], save(values) returns a promise.
+// Saving asks for confirmation (confirmText(values)); an error from the API stays in the dialog, on its
+// field when it names one, and the dialog stays open; success closes it.
+export function formDialog({ id, title, fields, saveLabel = "Save", confirmText, save, extra = [] }) {
+  const inputs = {};
+  const errors = {};
+  const message = h(`p.form-message#${id}-message`, { role: "alert" });
+  const form = h(
+    "form",
+    { method: "dialog" },
+    h("h2", title),
+    fields.map((field) => {
+      const inputId = `${id}-${field.name.replaceAll("_", "-")}`;
+      inputs[field.name] = field.multiline
+        ? h(`textarea#${inputId}`, { name: field.name, rows: 8, spellcheck: "false" })
+        : h(`input#${inputId}`, { name: field.name, autocomplete: "off", spellcheck: "false" });
+      inputs[field.name].value = field.value ?? "";
+      errors[field.name] = h(`div.field-error#${inputId}-error`);
+      return h(
+        "div.field",
+        h("label", { htmlFor: inputId }, field.label),
+        inputs[field.name],
+        field.hint ? h("span.hint", field.hint) : null,
+        errors[field.name],
+      );
+    }),
+    message,
+    h(
+      "div.actions",
+      h(`button.primary#${id}-save`, { type: "submit", value: "save" }, saveLabel),
+      extra,
+      h("button", { type: "submit", value: "cancel", formNoValidate: true }, "Cancel"),
+    ),
+  );
+  const dialog = h(`dialog.form-dialog#${id}`, form);
+  form.addEventListener("submit", async (event) => {
+    const action = event.submitter ? event.submitter.value : "save";
+    if (action !== "save") return; // the dialog closes by itself
+    event.preventDefault();
+    const values = Object.fromEntries(Object.entries(inputs).map(([name, input]) => [name, input.value.trim()]));
+    for (const error of Object.values(errors)) error.textContent = "";
+    message.textContent = "";
+    message.classList.remove("error");
+    if (!(await confirmChange(confirmText(values)))) return;
+    try {
+      await save(values);
+      dialog.close();
+    } catch (error) {
+      const target = error.field && Object.keys(errors).find((name) => error.field === name || error.field.endsWith(`.${name}`));
+      if (target) errors[target].textContent = error.message;
+      message.textContent = describeError(error);
+      message.classList.add("error");
+    }
+  });
+  dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  return dialog;
+}
+
+// Keyset pages of a List* call ({page_size, page_token} in, next_page_token out), for a view's pager.
+export function pager(load) {
+  const state = { tokens: [""], page: 0, nextToken: "" };
+  const newer = h("button.page-newer", { type: "button", on: { click: () => go(state.page - 1) } }, "← Previous");
+  const older = h("button.page-older", { type: "button", on: { click: () => go(state.page + 1) } }, "Next →");
+  const label = h("span.page-label");
+  function go(page) {
+    if (page < 0 || (page > state.page && !state.nextToken)) return;
+    if (page > state.page) state.tokens[page] = state.nextToken;
+    state.page = page;
+    load();
+  }
+  return {
+    element: h("nav.pager", newer, label, older),
+    token: () => state.tokens[state.page],
+    // After each page: remember where the next one starts.
+    loaded(reply) {
+      state.nextToken = reply.next_page_token || "";
+      newer.disabled = state.page === 0;
+      older.disabled = !state.nextToken;
+      label.textContent = `page ${state.page + 1}`;
+    },
+  };
+}
+
+// A view's reads, one at a time: a newer load aborts the one still running. Each reply goes to show();
+// a failure to reportError, a success clears the error notice.
+export function loader(fetchReply, show, { reportError, clearError }) {
+  let inFlight = null;
+  async function load() {
+    if (inFlight) inFlight.abort();
+    const controller = new AbortController();
+    inFlight = controller;
+    try {
+      const reply = await fetchReply(controller.signal);
+      if (controller.signal.aborted) return;
+      show(reply);
+      clearError();
+    } catch (error) {
+      if (error.name !== "AbortError") reportError(error);
+    } finally {
+      if (inFlight === controller) inFlight = null;
+    }
+  }
+  return {
+    load,
+    abort() {
+      if (inFlight) inFlight.abort();
+    },
+  };
+}

@@ -58,6 +58,11 @@ class JobServiceStub:
                 request_serializer=jobs_dot_v1_dot_job__service__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=jobs_dot_v1_dot_job__service__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.ListJobAttempts = channel.unary_unary(
+                '/jobs.v1.JobService/ListJobAttempts',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.ListJobAttemptsRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.ListJobAttemptsResponse.FromString,
+                _registered_method=True)
         self.GetStats = channel.unary_unary(
                 '/jobs.v1.JobService/GetStats',
                 request_serializer=jobs_dot_v1_dot_job__service__pb2.GetStatsRequest.SerializeToString,
@@ -72,6 +77,16 @@ class JobServiceStub:
                 '/jobs.v1.JobService/RetryJob',
                 request_serializer=jobs_dot_v1_dot_job__service__pb2.RetryJobRequest.SerializeToString,
                 response_deserializer=jobs_dot_v1_dot_job__service__pb2.Job.FromString,
+                _registered_method=True)
+        self.CancelJobs = channel.unary_unary(
+                '/jobs.v1.JobService/CancelJobs',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.CancelJobsRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.CancelJobsResponse.FromString,
+                _registered_method=True)
+        self.RetryJobs = channel.unary_unary(
+                '/jobs.v1.JobService/RetryJobs',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.RetryJobsRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.RetryJobsResponse.FromString,
                 _registered_method=True)
         self.WatchJob = channel.unary_stream(
                 '/jobs.v1.JobService/WatchJob',
@@ -93,6 +108,26 @@ class JobServiceStub:
                 request_serializer=jobs_dot_v1_dot_job__service__pb2.DeleteTypeLimitsRequest.SerializeToString,
                 response_deserializer=jobs_dot_v1_dot_job__service__pb2.DeleteTypeLimitsResponse.FromString,
                 _registered_method=True)
+        self.ListJobTypes = channel.unary_unary(
+                '/jobs.v1.JobService/ListJobTypes',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.ListJobTypesRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.ListJobTypesResponse.FromString,
+                _registered_method=True)
+        self.PauseJobType = channel.unary_unary(
+                '/jobs.v1.JobService/PauseJobType',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.PauseJobTypeRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.JobType.FromString,
+                _registered_method=True)
+        self.ResumeJobType = channel.unary_unary(
+                '/jobs.v1.JobService/ResumeJobType',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.ResumeJobTypeRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.JobType.FromString,
+                _registered_method=True)
+        self.ListExecutors = channel.unary_unary(
+                '/jobs.v1.JobService/ListExecutors',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.ListExecutorsRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.ListExecutorsResponse.FromString,
+                _registered_method=True)
         self.CreateSchedule = channel.unary_unary(
                 '/jobs.v1.JobService/CreateSchedule',
                 request_serializer=jobs_dot_v1_dot_job__service__pb2.CreateScheduleRequest.SerializeToString,
@@ -108,10 +143,35 @@ class JobServiceStub:
                 request_serializer=jobs_dot_v1_dot_job__service__pb2.ListSchedulesRequest.SerializeToString,
                 response_deserializer=jobs_dot_v1_dot_job__service__pb2.ListSchedulesResponse.FromString,
                 _registered_method=True)
+        self.UpdateSchedule = channel.unary_unary(
+                '/jobs.v1.JobService/UpdateSchedule',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.UpdateScheduleRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/jobs.v1.JobService/PauseSchedule',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/jobs.v1.JobService/ResumeSchedule',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.TriggerSchedule = channel.unary_unary(
+                '/jobs.v1.JobService/TriggerSchedule',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.TriggerScheduleRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.Job.FromString,
+                _registered_method=True)
         self.DeleteSchedule = channel.unary_unary(
                 '/jobs.v1.JobService/DeleteSchedule',
                 request_serializer=jobs_dot_v1_dot_job__service__pb2.DeleteScheduleRequest.SerializeToString,
                 response_deserializer=jobs_dot_v1_dot_job__service__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/jobs.v1.JobService/GetCaller',
+                request_serializer=jobs_dot_v1_dot_job__service__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=jobs_dot_v1_dot_job__service__pb2.GetCallerResponse.FromString,
                 _registered_method=True)
 
 
@@ -147,7 +207,15 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListJobs(self, request, context):
-        """Lists jobs newest first, optionally filtered by status and type.
+        """Lists jobs newest first; every filter given must match (see JobFilter).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobAttempts(self, request, context):
+        """Every attempt of a job, oldest first: when and where it ran, how it ended
+        and, for a failure, the error and its traceback. NOT_FOUND for an unknown job.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,6 +240,26 @@ class JobServiceServicer:
     def RetryJob(self, request, context):
         """Re-queues a FAILED or CANCELLED job as a fresh READY job: attempts start
         again from zero, the last error and result are cleared.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJobs(self, request, context):
+        """Cancels every job the filter selects, as CancelJob does: WAITING, PENDING and
+        READY jobs at once, PROCESSING ones through their executor. Works through
+        them in short transactions of up to 1,000 jobs and answers when all are done.
+        Safe to repeat: a job already cancelled (or whose cancel was requested) is
+        not counted again. An empty filter is INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryJobs(self, request, context):
+        """Re-queues every FAILED or CANCELLED job the filter selects, as RetryJob
+        does, in short transactions of up to 1,000 jobs; answers when all are done.
+        Safe to repeat. An empty filter is INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +293,41 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobTypes(self, request, context):
+        """Every job type that has jobs, limits or a pause, ordered by type: its jobs
+        by status, its limits and whether it is paused. Pages like ListJobs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseJobType(self, request, context):
+        """Pauses a job type across every executor: submits are still accepted, but no
+        executor starts a new attempt of the type until ResumeJobType; attempts
+        already running finish normally. A type without jobs may be paused (it may
+        have jobs later); pausing a paused type changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeJobType(self, request, context):
+        """Lifts the pause of a job type; executors lease its READY jobs at once.
+        Resuming a type that is not paused changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExecutors(self, request, context):
+        """The executors alive now, oldest first: each registers itself at start and
+        refreshes its record with every heartbeat. One that stops cleanly leaves
+        the list at once; one that dies leaves it within its lease period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateSchedule(self, request, context):
         """Creates a periodic schedule; the scheduler submits one job per occurrence.
         A name already in use gives ALREADY_EXISTS.
@@ -221,7 +344,41 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSchedules(self, request, context):
-        """Every schedule, ordered by name.
+        """Schedules ordered by name. Pages like ListJobs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSchedule(self, request, context):
+        """Changes the cron expression, the time zone or the job template of a
+        schedule: the fields named in update_mask. A new cron or time zone moves
+        next_run_at to its first occurrence from now; a new template applies to
+        the occurrences submitted from then on. NOT_FOUND when the name is unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Pauses a schedule: it submits nothing until ResumeSchedule. Pausing a
+        paused schedule changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Resumes a paused schedule. Occurrences that came due while it was paused
+        follow the missed-run rule (see Schedule): the latest of them fires once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TriggerSchedule(self, request, context):
+        """Submits one job of the schedule now, paused or not, and answers it; the
+        job becomes the schedule's last run. Its cron occurrences are unaffected.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -230,6 +387,14 @@ class JobServiceServicer:
     def DeleteSchedule(self, request, context):
         """Deletes a schedule; jobs it already submitted are left alone. NOT_FOUND
         when the name is unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCaller(self, request, context):
+        """Who the caller is to this server: its token's role and the RPCs that role
+        may call (the console shows only those). Any valid token may ask.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -258,6 +423,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=jobs_dot_v1_dot_job__service__pb2.ListJobsRequest.FromString,
                     response_serializer=jobs_dot_v1_dot_job__service__pb2.ListJobsResponse.SerializeToString,
             ),
+            'ListJobAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobAttempts,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.ListJobAttemptsRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.ListJobAttemptsResponse.SerializeToString,
+            ),
             'GetStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStats,
                     request_deserializer=jobs_dot_v1_dot_job__service__pb2.GetStatsRequest.FromString,
@@ -272,6 +442,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.RetryJob,
                     request_deserializer=jobs_dot_v1_dot_job__service__pb2.RetryJobRequest.FromString,
                     response_serializer=jobs_dot_v1_dot_job__service__pb2.Job.SerializeToString,
+            ),
+            'CancelJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJobs,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.CancelJobsRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.CancelJobsResponse.SerializeToString,
+            ),
+            'RetryJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryJobs,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.RetryJobsRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.RetryJobsResponse.SerializeToString,
             ),
             'WatchJob': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchJob,
@@ -293,6 +473,26 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=jobs_dot_v1_dot_job__service__pb2.DeleteTypeLimitsRequest.FromString,
                     response_serializer=jobs_dot_v1_dot_job__service__pb2.DeleteTypeLimitsResponse.SerializeToString,
             ),
+            'ListJobTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobTypes,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.ListJobTypesRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.ListJobTypesResponse.SerializeToString,
+            ),
+            'PauseJobType': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseJobType,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.PauseJobTypeRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.JobType.SerializeToString,
+            ),
+            'ResumeJobType': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeJobType,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.ResumeJobTypeRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.JobType.SerializeToString,
+            ),
+            'ListExecutors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExecutors,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.ListExecutorsRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.ListExecutorsResponse.SerializeToString,
+            ),
             'CreateSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSchedule,
                     request_deserializer=jobs_dot_v1_dot_job__service__pb2.CreateScheduleRequest.FromString,
@@ -308,10 +508,35 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=jobs_dot_v1_dot_job__service__pb2.ListSchedulesRequest.FromString,
                     response_serializer=jobs_dot_v1_dot_job__service__pb2.ListSchedulesResponse.SerializeToString,
             ),
+            'UpdateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSchedule,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.UpdateScheduleRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.Schedule.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.Schedule.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.Schedule.SerializeToString,
+            ),
+            'TriggerSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerSchedule,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.TriggerScheduleRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.Job.SerializeToString,
+            ),
             'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteSchedule,
                     request_deserializer=jobs_dot_v1_dot_job__service__pb2.DeleteScheduleRequest.FromString,
                     response_serializer=jobs_dot_v1_dot_job__service__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=jobs_dot_v1_dot_job__service__pb2.GetCallerRequest.FromString,
+                    response_serializer=jobs_dot_v1_dot_job__service__pb2.GetCallerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -437,6 +662,33 @@ class JobService:
             _registered_method=True)
 
     @staticmethod
+    def ListJobAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/ListJobAttempts',
+            jobs_dot_v1_dot_job__service__pb2.ListJobAttemptsRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.ListJobAttemptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetStats(request,
             target,
             options=(),
@@ -507,6 +759,60 @@ class JobService:
             '/jobs.v1.JobService/RetryJob',
             jobs_dot_v1_dot_job__service__pb2.RetryJobRequest.SerializeToString,
             jobs_dot_v1_dot_job__service__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/CancelJobs',
+            jobs_dot_v1_dot_job__service__pb2.CancelJobsRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.CancelJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/RetryJobs',
+            jobs_dot_v1_dot_job__service__pb2.RetryJobsRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.RetryJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -626,6 +932,114 @@ class JobService:
             _registered_method=True)
 
     @staticmethod
+    def ListJobTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/ListJobTypes',
+            jobs_dot_v1_dot_job__service__pb2.ListJobTypesRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.ListJobTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseJobType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/PauseJobType',
+            jobs_dot_v1_dot_job__service__pb2.PauseJobTypeRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.JobType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeJobType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/ResumeJobType',
+            jobs_dot_v1_dot_job__service__pb2.ResumeJobTypeRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.JobType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExecutors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/ListExecutors',
+            jobs_dot_v1_dot_job__service__pb2.ListExecutorsRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.ListExecutorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateSchedule(request,
             target,
             options=(),
@@ -707,6 +1121,114 @@ class JobService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/UpdateSchedule',
+            jobs_dot_v1_dot_job__service__pb2.UpdateScheduleRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/PauseSchedule',
+            jobs_dot_v1_dot_job__service__pb2.PauseScheduleRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/ResumeSchedule',
+            jobs_dot_v1_dot_job__service__pb2.ResumeScheduleRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/TriggerSchedule',
+            jobs_dot_v1_dot_job__service__pb2.TriggerScheduleRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def DeleteSchedule(request,
             target,
             options=(),
@@ -723,6 +1245,33 @@ class JobService:
             '/jobs.v1.JobService/DeleteSchedule',
             jobs_dot_v1_dot_job__service__pb2.DeleteScheduleRequest.SerializeToString,
             jobs_dot_v1_dot_job__service__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobs.v1.JobService/GetCaller',
+            jobs_dot_v1_dot_job__service__pb2.GetCallerRequest.SerializeToString,
+            jobs_dot_v1_dot_job__service__pb2.GetCallerResponse.FromString,
             options,
             channel_credentials,
             insecure,
