@@ -125,7 +125,7 @@ class ConnectionSampler:
 def submit_all(grpc_port: int) -> None:
     """JOBS tests.record jobs through the api: UNARY_JOBS one by one from 16 threads, the rest in batches."""
     payload = Struct()
-    payload.update({"seconds": 0.02})
+    payload.update({"seconds": 0.05})
     request = pb.SubmitJobRequest(type="tests.record", payload=payload, max_attempts=5)
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         stub = JobServiceStub(channel)
@@ -139,6 +139,13 @@ def submit_all(grpc_port: int) -> None:
 
 def started_or_exited(executor: ServiceProcess) -> bool:
     return " started: " in executor.output() or not executor.alive()
+
+
+def lease_holders(pg: PgInstance, executors: list[ServiceProcess]) -> list[ServiceProcess]:
+    """The executors that hold a lease now (an executor id is host-pid-suffix)."""
+    rows = sql(pg.url, "SELECT DISTINCT lease_owner FROM jobs WHERE status = 'PROCESSING'")
+    owners = " ".join(row[0] for row in rows)
+    return [e for e in executors if f"-{e.pid}-" in owners]
 
 
 def count(pg: PgInstance, where: str) -> int:
@@ -177,16 +184,29 @@ def test_sixty_executors_drain_through_pgbouncer_while_five_are_killed(
                     assert executor.alive(), executor.output()[-3000:]
 
             submitting = time.monotonic()
-            submit_all(grpc_port)
-            # Kill, mid-drain, five executors that hold leases (so they die with jobs in their hands).
-            wait_until(lambda: count(pg, "status = 'COMPLETED'") >= JOBS // 5, 600, 0.2, "a fifth of the jobs")
-            owners = " ".join(
-                row[0] for row in sql(pg.url, "SELECT DISTINCT lease_owner FROM jobs WHERE status = 'PROCESSING'")
-            )
-            killed = [e for e in executors if f"-{e.pid}-" in owners][:KILLED]
-            assert len(killed) == KILLED, f"only {len(killed)} executors hold leases: {owners}"
+            submitter = ThreadPoolExecutor(1)
+            submitted = submitter.submit(submit_all, grpc_port)
+            # Kill, mid-drain, five executors that hold leases (so they die with jobs in their hands), while the
+            # jobs still arrive. One look can catch a moment when few executors hold a lease (jobs are short, and
+            # a loaded machine submits in bursts), so look again until five do at once.
+            holders: list[ServiceProcess] = []
+
+            def a_fifth_completed() -> bool:
+                if submitted.done():
+                    submitted.result()  # a failed submit fails the test now
+                return count(pg, "status = 'COMPLETED'") >= JOBS // 5
+
+            def five_hold_leases() -> bool:
+                holders[:] = lease_holders(pg, executors)
+                return len(holders) >= KILLED
+
+            wait_until(a_fifth_completed, 600, 0.2, "a fifth of the jobs")
+            wait_until(five_hold_leases, 300, 0.05, "five executors holding leases at once")
+            killed = holders[:KILLED]
             for executor in killed:
                 executor.signal(signal.SIGKILL)
+            submitted.result(timeout=600)
+            submitter.shutdown()
 
             wait_until(lambda: count(pg, "status = 'COMPLETED'") == JOBS, 900, 0.5, "every job to complete")
             drained_in = time.monotonic() - submitting
