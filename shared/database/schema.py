@@ -11,7 +11,7 @@ from shared.errors import SchemaOutOfDate
 __all__ = ["SCHEMA_REVISION", "SchemaQueries"]
 
 # The newest Alembic revision under shared/database/migrations/versions; a test keeps the two in step.
-SCHEMA_REVISION = "0013"
+SCHEMA_REVISION = "0014"
 
 
 def _revision(conn: Connection) -> str | None:
